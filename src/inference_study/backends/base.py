@@ -1,0 +1,64 @@
+"""The small interface every backend implements (PyTorch today, TensorRT-LLM later).
+
+The harness only ever calls `load`, `warmup`, `generate` and `release`, and reads per-request host
+timestamps from what `generate` returns, so all backends are measured by the same code.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+
+class BackendSettings(BaseModel):
+    """Base of each backend's own typed settings (one class per backend, as optimum-benchmark does)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What one `generate` call produced, with host timestamps in `time.perf_counter` seconds.
+
+    `token_times[r][k]` is when request r's k-th generated token was available on the host. Under
+    static batching every request of the batch shares the same times; continuous batching differs.
+    """
+
+    output_ids: list[list[int]]
+    start: float
+    token_times: list[list[float]]
+
+
+class Backend(ABC):
+    """One way of running a model: load it once, warm it up, generate batches, release it."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    # False for engines that allocate outside torch's caching allocator (TensorRT-LLM): there the
+    # torch allocator's peak says nothing about the memory the backend really used.
+    memory_seen_by_torch_allocator: ClassVar[bool] = True
+
+    def __init__(self, settings: BackendSettings, model_dir: Path, dtype: str, device: str):
+        self.settings = settings
+        self.model_dir = model_dir
+        self.dtype = dtype
+        self.device = device
+
+    @abstractmethod
+    def load(self) -> None:
+        """Load weights onto the device; not timed as part of any request."""
+
+    def warmup(self, input_ids: list[list[int]], output_len: int) -> None:
+        """Run the exact shapes once so compilation, graph capture and allocations stay out of timings."""
+        self.generate(input_ids, output_len)
+
+    @abstractmethod
+    def generate(self, input_ids: list[list[int]], output_len: int) -> Generation:
+        """Generate exactly `output_len` tokens for every row of `input_ids` (EOS ignored)."""
+
+    def release(self) -> None:
+        """Free device memory held by the backend."""

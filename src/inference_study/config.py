@@ -1,0 +1,204 @@
+"""Typed view of `params.yaml`.
+
+`params.yaml` (composed from `conf/`) is the only configuration a stage reads. Every stage passes it
+through `StudyConfig` first, so a bad value stops the run before any work, with a message that names
+the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from inference_study.backends.registry import BACKEND_SETTINGS
+
+Dtype = Literal["float32", "float16", "bfloat16"]
+PARAMS_FILE = Path("params.yaml")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the key, the value and what is allowed."""
+
+
+class Strict(BaseModel):
+    """Base for config sections: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StudySection(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    description: str = ""
+
+
+class ModelSpec(Strict):
+    """One model of the catalogue: where its weights come from and its shape."""
+
+    source: Literal["random", "hf", "local"]
+    architecture: Literal["llama", "qwen2"]
+    dtype: Dtype
+    max_seq_len: int = Field(gt=0, description="longest input + output the study may ask of this model")
+    seed: int = 0
+    hf_repo_id: str | None = None
+    revision: str | None = None
+    local_path: str | None = None
+    trust_remote_code: bool = False
+    shape: dict[str, Any] = Field(default_factory=dict, description="architecture kwargs for source=random")
+
+    @model_validator(mode="after")
+    def _source_needs_its_fields(self) -> ModelSpec:
+        required = {"hf": ("hf_repo_id", "revision"), "local": ("local_path",), "random": ("shape",)}
+        for field in required[self.source]:
+            if not getattr(self, field):
+                raise ValueError(f"source={self.source!r} needs {field!r} to be set")
+        return self
+
+
+class BenchSettings(Strict):
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    warmup_iterations: int = Field(ge=0)
+    iterations: int = Field(ge=1)
+    seed: int = 0
+    gpu_sample_interval_ms: int = Field(default=20, gt=0)
+
+
+class SweepSettings(Strict):
+    models: list[str] = Field(min_length=1)
+    backends: list[str] = Field(min_length=1)
+    batch_sizes: list[int] = Field(min_length=1)
+    input_lens: list[int] = Field(min_length=1)
+    output_lens: list[int] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _positive_shapes(self) -> SweepSettings:
+        minimum = {"batch_sizes": 1, "input_lens": 1, "output_lens": 2}  # TPOT needs two output tokens
+        for key, low in minimum.items():
+            for index, value in enumerate(getattr(self, key)):
+                if value < low:
+                    raise ValueError(f"{key}.{index}={value} must be >= {low}")
+        return self
+
+
+class Cell(Strict):
+    """One measured point of the sweep."""
+
+    model: str
+    backend: str
+    batch_size: int = Field(gt=0)
+    input_len: int = Field(gt=0)
+    output_len: int = Field(ge=2)
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}/{self.backend}/b{self.batch_size}_i{self.input_len}_o{self.output_len}"
+
+    def result_path(self, results_dir: Path) -> Path:
+        return results_dir / "cells" / f"{self.key}.json"
+
+
+class StudyConfig(Strict):
+    study: StudySection
+    models: dict[str, ModelSpec]
+    backends: dict[str, dict[str, Any]]
+    bench: BenchSettings
+    sweep: SweepSettings
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> StudyConfig:
+        for name in self.sweep.models:
+            if name not in self.models:
+                raise ValueError(f"sweep.models: unknown model {name!r}; allowed: {sorted(self.models)}")
+        for name in self.sweep.backends:
+            if name not in BACKEND_SETTINGS:
+                raise ValueError(f"sweep.backends: unknown backend {name!r}; allowed: {sorted(BACKEND_SETTINGS)}")
+        for name, settings in self.backends.items():
+            if name not in BACKEND_SETTINGS:
+                raise ValueError(f"backends.{name}: unknown backend; allowed: {sorted(BACKEND_SETTINGS)}")
+            try:
+                BACKEND_SETTINGS[name].model_validate(settings)
+            except ValidationError as error:
+                raise ValueError(_format_errors(error, prefix=f"backends.{name}")) from None
+        longest = max(self.sweep.input_lens) + max(self.sweep.output_lens)
+        for name in self.sweep.models:
+            limit = self.models[name].max_seq_len
+            if longest > limit:
+                raise ValueError(
+                    f"sweep.input_lens/output_lens: input {max(self.sweep.input_lens)} + output "
+                    f"{max(self.sweep.output_lens)} = {longest} exceeds models.{name}.max_seq_len={limit}"
+                )
+        return self
+
+    def backend_settings(self, name: str) -> BaseModel:
+        """The typed settings of one backend (its defaults when params.yaml gives none)."""
+        return BACKEND_SETTINGS[name].model_validate(self.backends.get(name, {}))
+
+    def cells(self) -> list[Cell]:
+        """Every cell of the sweep, in a stable order; the report reads this list, never a glob."""
+        s = self.sweep
+        return [
+            Cell(model=m, backend=b, batch_size=bs, input_len=i, output_len=o)
+            for m in s.models
+            for b in s.backends
+            for bs in s.batch_sizes
+            for i in s.input_lens
+            for o in s.output_lens
+        ]
+
+    def validate_cell(self, raw: dict[str, Any]) -> Cell:
+        """Check cell coordinates given on the command line against this study's models and backends."""
+        try:
+            cell = Cell.model_validate(raw)
+        except ValidationError as error:
+            raise ConfigError("invalid cell:\n" + _format_errors(error, prefix="cell")) from None
+        if cell.model not in self.models:
+            raise ConfigError(f"cell.model: unknown model {cell.model!r}; allowed: {sorted(self.models)}")
+        if cell.backend not in BACKEND_SETTINGS:
+            raise ConfigError(f"cell.backend: unknown backend {cell.backend!r}; allowed: {sorted(BACKEND_SETTINGS)}")
+        limit = self.models[cell.model].max_seq_len
+        if cell.input_len + cell.output_len > limit:
+            raise ConfigError(
+                f"cell.input_len: {cell.input_len} + output {cell.output_len} exceeds "
+                f"models.{cell.model}.max_seq_len={limit}"
+            )
+        return cell
+
+    def cell_config_hash(self, cell: Cell) -> str:
+        """Hash of everything that defines a cell's measurement, so results from other settings are told apart."""
+        payload = {
+            "cell": cell.model_dump(),
+            "model": self.models[cell.model].model_dump(),
+            "backend": self.backend_settings(cell.backend).model_dump(),
+            "bench": self.bench.model_dump(),
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _format_errors(error: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for item in error.errors():
+        loc = ".".join(str(part) for part in (prefix, *item["loc"]) if part != "")
+        message = item["msg"].removeprefix("Value error, ")
+        shown = item.get("input")
+        value = "" if isinstance(shown, dict) or shown is None else f" (got {shown!r})"
+        lines.append(f"{loc}: {message}{value}" if loc else f"{message}{value}")
+    return "\n".join(lines)
+
+
+def validate_params(raw: dict[str, Any]) -> StudyConfig:
+    """Validate a composed params mapping; raise ConfigError naming every bad key."""
+    try:
+        return StudyConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError("invalid configuration:\n" + _format_errors(error)) from None
+
+
+def load_params(path: Path = PARAMS_FILE) -> StudyConfig:
+    """Read and validate `params.yaml`."""
+    if not path.exists():
+        raise ConfigError(f"{path} not found: run `inference-study compose` to write it from conf/")
+    return validate_params(yaml.safe_load(path.read_text()) or {})

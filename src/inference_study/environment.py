@@ -1,0 +1,84 @@
+"""Environment fingerprint stored with every result: enough to tell two machines apart, nothing private.
+
+No hostnames, user names, paths or tokens are collected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from importlib import metadata
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Environment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    gpu_name: str | None
+    gpu_count: int
+    gpu_driver: str | None
+    cuda: str | None
+    torch: str
+    transformers: str
+    tensorrt_llm: str | None
+    python: str
+    cpu: str
+    os: str
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _gpu_facts() -> tuple[str | None, int, str | None]:
+    from inference_study.gpu import nvml_handle
+
+    handle, _ = nvml_handle()
+    if handle is None:
+        return None, 0, None
+    import pynvml
+
+    name = pynvml.nvmlDeviceGetName(handle)
+    return (
+        name.decode() if isinstance(name, bytes) else name,
+        pynvml.nvmlDeviceGetCount(),
+        pynvml.nvmlSystemGetDriverVersion(),
+    )
+
+
+def collect_environment() -> Environment:
+    """Read the versions and hardware this process runs on."""
+    import torch
+
+    gpu_name, gpu_count, driver = _gpu_facts()
+    return Environment(
+        gpu_name=gpu_name,
+        gpu_count=gpu_count,
+        gpu_driver=driver,
+        cuda=torch.version.cuda if torch.cuda.is_available() else None,
+        torch=torch.__version__,
+        transformers=_version("transformers") or "absent",
+        tensorrt_llm=_version("tensorrt_llm") or _version("tensorrt-llm"),
+        python=platform.python_version(),
+        cpu=_cpu_model(),
+        os=f"{platform.system()} {platform.machine()}",
+    )

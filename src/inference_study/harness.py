@@ -1,0 +1,173 @@
+"""Measure one cell: load, warm up, time N iterations, and assemble a validated result.
+
+The device is synchronized before and after the timed iterations (inside `Backend.generate`, around
+each call) and never inside them. A GPU out-of-memory error becomes the cell's recorded outcome.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from inference_study.backends.base import Backend, Generation
+from inference_study.backends.registry import backend_class
+from inference_study.config import Cell, StudyConfig
+from inference_study.environment import Environment
+from inference_study.gpu import NvmlSampler, nvml_handle, usage_from
+from inference_study.metrics import latency, throughput
+from inference_study.models import resolve_model, safetensors_size
+from inference_study.progress import progress
+from inference_study.results import BackendInfo, CellResult, ModelInfo, Phases, Tokens, Workload
+from inference_study.workload import synthetic_input_ids, token_hash
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("bench.device=cuda but torch sees no CUDA device; use bench.device=auto or cpu")
+    return requested
+
+
+@contextmanager
+def _timer(phases: dict[str, float], name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        phases[name] = time.perf_counter() - start
+
+
+class _GpuWatch:
+    """NVML sampling plus torch allocator peaks around the timed region, or reasons why not."""
+
+    def __init__(self, device: str, interval_s: float):
+        self.device = device
+        self.reasons: dict[str, str] = {}
+        self.sampler = None
+        if device.startswith("cuda"):
+            handle, why = nvml_handle()
+            if handle is not None:
+                self.sampler = NvmlSampler(handle, interval_s)
+            else:
+                self._explain(why, "nvml_device_memory_used_peak_bytes", "utilization_mean_pct",
+                              "utilization_max_pct", "power_mean_w")
+        else:
+            self._explain(f"device is {device}: no GPU to measure", "nvml_device_memory_used_peak_bytes",
+                          "torch_allocated_peak_bytes", "torch_reserved_peak_bytes", "utilization_mean_pct",
+                          "utilization_max_pct", "power_mean_w")
+
+    def _explain(self, why: str, *fields: str) -> None:
+        self.reasons.update({f"gpu.{name}": why for name in fields})
+
+    def __enter__(self) -> _GpuWatch:
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+        if self.sampler:
+            self.sampler.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.sampler:
+            self.sampler.stop()
+
+    def usage(self):
+        peaks = None
+        if self.device.startswith("cuda"):
+            import torch
+
+            peaks = (torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved())
+        usage = usage_from(self.sampler, peaks)
+        if self.sampler and usage.power_mean_w is None:
+            self._explain("NVML reports no power reading on this device", "power_mean_w")
+        return usage
+
+
+def _produced(generations: list[Generation], requested: int) -> Tokens | None:
+    """Token counts actually produced per request: the harness never trusts the requested length."""
+    counts = [len(ids) for g in generations for ids in g.output_ids]
+    if not counts:
+        return None
+    return Tokens(requested_per_request=requested, produced_min=min(counts), produced_max=max(counts))
+
+
+def run_cell(
+    config: StudyConfig, cell: Cell, model_stage_dir: Path, environment: Environment
+) -> CellResult:
+    """Measure `cell`; a GPU OOM or a wrong token count is recorded in the result, not raised."""
+    import torch
+
+    device = resolve_device(config.bench.device)
+    model_dir, provenance = resolve_model(model_stage_dir)
+    spec = config.models[cell.model]
+    input_ids = synthetic_input_ids(cell.batch_size, cell.input_len, _vocab_size(model_dir), config.bench.seed)
+    settings = config.backend_settings(cell.backend)
+    backend: Backend = backend_class(cell.backend)(settings, model_dir, spec.dtype, device)
+    parameters, weight_bytes = safetensors_size(model_dir)
+    phases: dict[str, float] = {}
+    watch = _GpuWatch(device, config.bench.gpu_sample_interval_ms / 1000)
+    generations: list[Generation] = []
+    status, error = "ok", None
+    try:
+        with _timer(phases, "load_s"):
+            backend.load()
+        with _timer(phases, "warmup_s"):
+            for _ in progress(range(config.bench.warmup_iterations), f"warmup {cell.key}"):
+                backend.warmup(input_ids, cell.output_len)
+        with _timer(phases, "measure_s"), watch:
+            for _ in progress(range(config.bench.iterations), f"measure {cell.key}"):
+                generations.append(backend.generate(input_ids, cell.output_len))
+    except torch.OutOfMemoryError as oom:
+        status, error = "oom", f"GPU out of memory: {str(oom).splitlines()[0]}"
+        generations = []
+    finally:
+        backend.release()
+    tokens = _produced(generations, cell.output_len)
+    if tokens and (tokens.produced_min, tokens.produced_max) != (cell.output_len, cell.output_len):
+        status = "failed"
+        error = f"produced {tokens.produced_min}..{tokens.produced_max} tokens per request, requested {cell.output_len}"
+    measured = status == "ok"
+    null_reasons = dict(watch.reasons)
+    if not measured:
+        null_reasons.update({f"phases.{k}": f"cell {status}" for k in ("load_s", "warmup_s", "measure_s")
+                             if k not in phases})
+    return CellResult(
+        status=status,
+        error=error,
+        cell=cell,
+        config_hash=config.cell_config_hash(cell),
+        device=device,
+        warmup_iterations=config.bench.warmup_iterations,
+        iterations=config.bench.iterations,
+        model=ModelInfo(
+            name=cell.model,
+            source=spec.source,
+            architecture=spec.architecture,
+            dtype=spec.dtype,
+            random_weights=provenance["random_weights"],
+            parameters=parameters,
+            weight_bytes=weight_bytes,
+        ),
+        backend=BackendInfo(name=cell.backend, description=backend.description, settings=settings.model_dump()),
+        workload=Workload(seed=config.bench.seed, input_token_hash=token_hash(input_ids)),
+        environment=environment,
+        environment_fingerprint=environment.fingerprint,
+        tokens=tokens,
+        latency=latency(generations) if measured else None,
+        throughput=throughput(generations, cell.input_len) if measured else None,
+        gpu=watch.usage(),
+        phases=Phases(**phases),
+        null_reasons=null_reasons,
+    )
+
+
+def _vocab_size(model_dir: Path) -> int:
+    import json
+
+    return json.loads((model_dir / "config.json").read_text())["vocab_size"]

@@ -1,0 +1,133 @@
+"""The model stage: an HF-format model directory from the hub, a local path, or random weights.
+
+Timing does not depend on weight values, so the default study builds the real architecture with
+random weights and a locally built tokenizer, fully offline. Every model directory carries
+`study_model.json`, which says where the weights came from and whether they are random.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+from inference_study.config import ConfigError, ModelSpec
+
+PROVENANCE_FILE = "study_model.json"
+SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"]
+
+
+class ModelSourceError(RuntimeError):
+    """The configured model could not be obtained; the message says what to do instead."""
+
+
+def build_tokenizer(vocab_size: int, max_len: int):
+    """A WordLevel tokenizer of exactly `vocab_size` ids ("w0" …): every id decodes, lengths are exact."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = SPECIAL_TOKENS + [f"w{i}" for i in range(vocab_size - len(SPECIAL_TOKENS))]
+    tokenizer = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        model_max_length=max_len,
+    )
+
+
+def build_random_model(spec: ModelSpec, out_dir: Path) -> None:
+    """Instantiate the architecture with seeded random weights in the configured dtype and save it."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+
+    shape = dict(spec.shape)
+    tokenizer = build_tokenizer(shape["vocab_size"], spec.max_seq_len)
+    ids = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
+    hf_config = AutoConfig.for_model(spec.architecture, max_position_embeddings=spec.max_seq_len, **ids, **shape)
+    torch.manual_seed(spec.seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # init on the GPU when there is one: much faster
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(hf_config, dtype=getattr(torch, spec.dtype))
+    model.generation_config = GenerationConfig(**ids)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+
+def download_hf_model(spec: ModelSpec, out_dir: Path) -> None:
+    """Download a pinned revision with huggingface_hub; offline, explain how to run without the hub."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        snapshot_download(
+            repo_id=spec.hf_repo_id,
+            revision=spec.revision,
+            local_dir=out_dir,
+            allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt"],
+        )
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as error:
+        raise ModelSourceError(
+            f"could not download {spec.hf_repo_id}@{spec.revision} from the Hugging Face Hub "
+            f"({type(error).__name__}: {error}). Without network access, use the same architecture with "
+            "random weights: set the model's `source: random` (timings do not depend on weight values)."
+        ) from None
+
+
+def prepare_model(name: str, spec: ModelSpec, out_dir: Path) -> dict[str, Any]:
+    """Create `out_dir` for model `name` and record its provenance; returns that record."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights_dir: str = "."
+    if spec.source == "random":
+        build_random_model(spec, out_dir)
+    elif spec.source == "hf":
+        download_hf_model(spec, out_dir)
+    else:
+        local = Path(spec.local_path).expanduser().resolve()
+        if not (local / "config.json").is_file():
+            raise ConfigError(
+                f"models.{name}.local_path: {spec.local_path!r} is not an HF model directory (no config.json)"
+            )
+        weights_dir = str(local)
+    provenance = {
+        "name": name,
+        "source": spec.source,
+        "random_weights": spec.source == "random",
+        "weights_dir": weights_dir,
+        "spec": spec.model_dump(),
+    }
+    (out_dir / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
+    return provenance
+
+
+def resolve_model(stage_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """The directory holding the weights of a prepared model, and its provenance record."""
+    record_path = stage_dir / PROVENANCE_FILE
+    if not record_path.is_file():
+        raise ModelSourceError(f"{stage_dir} holds no prepared model: run the model stage (`dvc repro model`)")
+    provenance = json.loads(record_path.read_text())
+    return (stage_dir / provenance["weights_dir"]).resolve(), provenance
+
+
+def safetensors_size(model_dir: Path) -> tuple[int, int]:
+    """(parameter count, weight bytes) read from safetensors headers, without loading any tensor."""
+    parameters = weight_bytes = 0
+    for path in sorted(model_dir.glob("*.safetensors")):
+        with open(path, "rb") as handle:
+            header_len = struct.unpack("<Q", handle.read(8))[0]
+            header = json.loads(handle.read(header_len))
+        for key, entry in header.items():
+            if key == "__metadata__":
+                continue
+            begin, end = entry["data_offsets"]
+            count = 1
+            for dim in entry["shape"]:
+                count *= dim
+            parameters += count
+            weight_bytes += end - begin
+    return parameters, weight_bytes

@@ -1,0 +1,298 @@
+"""The report stage: the cells named by params.yaml → tidy CSV, metrics JSON, PNG plots, Markdown.
+
+The cell list comes from the config, never from a directory glob, so stale files of removed cells
+are never counted. Output is deterministic: Agg backend, fixed DPI, no timestamps, fixed precision.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from inference_study.backends.registry import backend_class  # noqa: E402
+from inference_study.config import Cell, StudyConfig  # noqa: E402
+from inference_study.results import CellResult, ResultError, read_result, write_json_atomic  # noqa: E402
+
+BASELINE = "hf_eager"
+FLOAT_FORMAT = "%.6g"
+PNG_OPTIONS = {"dpi": 110, "metadata": {"Software": None}}
+MS = 1000.0
+GIB = 1024.0**3
+
+
+def load_cells(study: StudyConfig, results_dir: Path) -> list[tuple[Cell, CellResult | None]]:
+    """Each configured cell with its validated result, or None when it has not run yet.
+
+    A corrupt or foreign file is an error naming the file: it is never averaged in.
+    """
+    loaded = []
+    for cell in study.cells():
+        path = cell.result_path(results_dir)
+        if not path.exists():
+            loaded.append((cell, None))
+            continue
+        result = read_result(path)
+        if result.cell != cell:
+            raise ResultError(f"{path}: holds cell {result.cell.key}, expected {cell.key}")
+        loaded.append((cell, result))
+    return loaded
+
+
+def _row(cell: Cell, result: CellResult | None) -> dict[str, object]:
+    row: dict[str, object] = cell.model_dump()
+    if result is None:
+        return row | {"status": "missing"}
+    row |= {"status": result.status, "error": result.error, "device": result.device}
+    if result.latency is not None:
+        for metric in ("ttft_s", "tpot_s", "itl_s", "e2e_s"):
+            stats = getattr(result.latency, metric)
+            name = metric.removesuffix("_s")
+            row |= {f"{name}_{p}_ms": getattr(stats, p) * MS for p in ("mean", "p50", "p90", "p95", "p99")}
+    if result.throughput is not None:
+        row |= result.throughput.model_dump()
+    gpu = result.gpu
+    row |= {
+        "nvml_memory_peak_gib": _scaled(gpu.nvml_device_memory_used_peak_bytes, GIB),
+        "torch_allocated_peak_gib": _scaled(gpu.torch_allocated_peak_bytes, GIB),
+        "gpu_utilization_mean_pct": gpu.utilization_mean_pct,
+        "gpu_power_mean_w": gpu.power_mean_w,
+    }
+    row |= result.phases.model_dump()
+    row |= {
+        "random_weights": result.model.random_weights if result.model else None,
+        "config_hash": result.config_hash,
+        "environment_fingerprint": result.environment_fingerprint,
+    }
+    return row
+
+
+def _scaled(value: float | None, unit: float) -> float | None:
+    return None if value is None else value / unit
+
+
+def results_table(loaded: list[tuple[Cell, CellResult | None]]) -> pd.DataFrame:
+    """One tidy row per configured cell, in config order."""
+    return pd.DataFrame([_row(cell, result) for cell, result in loaded])
+
+
+def _measured(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame["status"] == "ok"]
+
+
+def speedups(frame: pd.DataFrame) -> pd.DataFrame:
+    """Output tok/s of each backend over the baseline on the same model and shape (ok cells only)."""
+    ok = _measured(frame)
+    if ok.empty or BASELINE not in set(ok["backend"]):
+        return pd.DataFrame()
+    keys = ["model", "batch_size", "input_len", "output_len"]
+    base = ok[ok["backend"] == BASELINE].set_index(keys)["output_tokens_per_s"]
+    joined = ok.join(base.rename("baseline_tokens_per_s"), on=keys, how="inner")
+    joined["speedup"] = joined["output_tokens_per_s"] / joined["baseline_tokens_per_s"]
+    return joined[keys + ["backend", "speedup"]]
+
+
+def summary(frame: pd.DataFrame) -> dict[str, float]:
+    """Flat headline numbers for `dvc metrics show/diff`."""
+    ok = _measured(frame)
+    out: dict[str, float] = {"cells_total": len(frame), "cells_ok": len(ok)}
+    for status in ("oom", "failed", "missing"):
+        out[f"cells_{status}"] = int((frame["status"] == status).sum())
+    for (model, backend), group in ok.groupby(["model", "backend"], sort=True):
+        smallest = group.sort_values(["batch_size", "input_len"]).iloc[0]
+        out[f"{model}.{backend}.max_output_tokens_per_s"] = round(float(group["output_tokens_per_s"].max()), 3)
+        out[f"{model}.{backend}.tpot_p50_ms_smallest_cell"] = round(float(smallest["tpot_p50_ms"]), 4)
+    for (model, backend), group in speedups(frame).groupby(["model", "backend"], sort=True):
+        if backend != BASELINE:
+            geomean = float(np.exp(np.log(group["speedup"]).mean()))
+            out[f"{model}.{backend}.speedup_over_{BASELINE}_geomean"] = round(geomean, 4)
+    return out
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, **PNG_OPTIONS)
+    plt.close(fig)
+
+
+def _log2_axis(ax: plt.Axes, values: pd.Series) -> None:
+    ticks = sorted(values.unique())
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
+
+
+def _panels(count: int, width: float = 4.2) -> tuple[plt.Figure, list[plt.Axes]]:
+    fig, axes = plt.subplots(1, count, figsize=(width * count, 3.6), squeeze=False)
+    return fig, list(axes[0])
+
+
+def plot_latency_vs_input(ok: pd.DataFrame, model: str, path: Path) -> None:
+    """E2E P50 latency against input length, one line per batch size, one panel per backend."""
+    data = ok[ok["model"] == model]
+    backends = sorted(data["backend"].unique())
+    fig, axes = _panels(len(backends))
+    for ax, backend in zip(axes, backends):
+        for batch, group in data[data["backend"] == backend].groupby("batch_size"):
+            group = group.sort_values("input_len")
+            ax.plot(group["input_len"], group["e2e_p50_ms"], marker="o", label=f"batch {batch}")
+        ax.set(title=f"{model} · {backend}", xlabel="input length (tokens)", ylabel="E2E latency P50 (ms)")
+        _log2_axis(ax, data["input_len"])
+        ax.legend(fontsize="small")
+    _save(fig, path)
+
+
+def plot_throughput_vs_batch(ok: pd.DataFrame, model: str, path: Path) -> None:
+    """Output tok/s against batch size, one line per backend, one panel per input length."""
+    data = ok[ok["model"] == model]
+    lengths = sorted(data["input_len"].unique())
+    fig, axes = _panels(len(lengths))
+    for ax, length in zip(axes, lengths):
+        for backend, group in data[data["input_len"] == length].groupby("backend"):
+            group = group.sort_values("batch_size")
+            ax.plot(group["batch_size"], group["output_tokens_per_s"], marker="o", label=backend)
+        ax.set(title=f"{model} · input {length}", xlabel="batch size", ylabel="output tokens/s")
+        _log2_axis(ax, data["batch_size"])
+        ax.legend(fontsize="small")
+    _save(fig, path)
+
+
+def plot_speedup_heatmap(speedup: pd.DataFrame, model: str, path: Path) -> bool:
+    """Throughput speedup over the baseline per batch × input length, one panel per backend."""
+    data = speedup[(speedup["model"] == model) & (speedup["backend"] != BASELINE)]
+    if data.empty:
+        return False
+    backends = sorted(data["backend"].unique())
+    fig, axes = _panels(len(backends), width=4.6)
+    for ax, backend in zip(axes, backends):
+        grid = data[data["backend"] == backend].pivot_table(
+            index="batch_size", columns="input_len", values="speedup", aggfunc="mean"
+        )
+        image = ax.imshow(grid.values, cmap="RdYlGn", vmin=0, vmax=max(2.0, float(np.nanmax(grid.values))))
+        ax.set_xticks(range(len(grid.columns)), [str(c) for c in grid.columns])
+        ax.set_yticks(range(len(grid.index)), [str(i) for i in grid.index])
+        for (y, x), value in np.ndenumerate(grid.values):
+            ax.text(x, y, f"{value:.2f}×", ha="center", va="center", fontsize="small")
+        ax.set(title=f"{model} · {backend} vs {BASELINE}", xlabel="input length", ylabel="batch size")
+        fig.colorbar(image, ax=ax, shrink=0.8)
+    _save(fig, path)
+    return True
+
+
+def write_figures(frame: pd.DataFrame, figures_dir: Path) -> list[Path]:
+    """All PNGs of the report, per model; returns their paths in a stable order."""
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    for stale in figures_dir.glob("*.png"):
+        stale.unlink()
+    ok, speedup = _measured(frame), speedups(frame)
+    written = []
+    for model in sorted(ok["model"].unique()):
+        for name, plot in (("latency_vs_input", plot_latency_vs_input), ("throughput_vs_batch", plot_throughput_vs_batch)):
+            path = figures_dir / f"{name}_{model}.png"
+            plot(ok, model, path)
+            written.append(path)
+        heatmap = figures_dir / f"speedup_heatmap_{model}.png"
+        if plot_speedup_heatmap(speedup, model, heatmap):
+            written.append(heatmap)
+    return written
+
+
+def _readable(value: object) -> object:
+    """Three significant digits, without scientific notation for large rates."""
+    if isinstance(value, float) and not np.isnan(value):
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    return value
+
+
+def _markdown_table(frame: pd.DataFrame, columns: list[str]) -> str:
+    shown = frame[[c for c in columns if c in frame.columns]].map(_readable)
+    return shown.to_markdown(index=False, missingval="—", disable_numparse=True)
+
+
+def _environment_section(loaded: list[tuple[Cell, CellResult | None]]) -> list[str]:
+    environments = {r.environment_fingerprint: r.environment for _, r in loaded if r is not None}
+    lines = ["## Environment", ""]
+    if len(environments) > 1:
+        lines += [f"**Warning:** cells were measured in {len(environments)} different environments; "
+                  "compare them with care.", ""]
+    for fingerprint, env in sorted(environments.items()):
+        lines += [f"Fingerprint `{fingerprint}`:", ""]
+        lines += [f"- {key}: {value if value is not None else 'none'}" for key, value in env.model_dump().items()]
+        lines.append("")
+    return lines
+
+
+def _null_reasons_section(loaded: list[tuple[Cell, CellResult | None]]) -> list[str]:
+    """Why a column shows "—": each null value carries its reason in the result file."""
+    reasons = sorted({(field, why) for _, r in loaded if r is not None for field, why in r.null_reasons.items()})
+    if not reasons:
+        return []
+    lines = ["Values shown as — were not measured, for these reasons:", ""]
+    return lines + [f"- `{field}`: {why}" for field, why in reasons] + [""]
+
+
+def _configuration_section(study: StudyConfig) -> list[str]:
+    lines = ["## Configuration", "", f"- bench: `{json.dumps(study.bench.model_dump())}`"]
+    lines += [f"- sweep: `{json.dumps(study.sweep.model_dump())}`", "", "Backends:", ""]
+    for name in study.sweep.backends:
+        settings = json.dumps(study.backend_settings(name).model_dump())
+        lines.append(f"- `{name}`: {backend_class(name).description}. Settings `{settings}`")
+    lines += ["", "Models:", ""]
+    for name in study.sweep.models:
+        spec = study.models[name]
+        weights = "random weights (timing does not depend on weight values)" if spec.source == "random" else spec.source
+        lines.append(f"- `{name}`: {spec.architecture}, {spec.dtype}, {weights}; shape `{json.dumps(spec.shape)}`")
+    return lines + [""]
+
+
+def render_markdown(study: StudyConfig, frame: pd.DataFrame, loaded, figures: list[Path], out_dir: Path) -> str:
+    """The human-readable report; every number in it comes from the result files."""
+    counts = frame["status"].value_counts().to_dict()
+    lines = [f"# Inference study: {study.study.name}", "", study.study.description, ""]
+    lines += [f"Cells: {len(frame)} configured; " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ".", ""]
+    lines += [
+        "Metrics follow trtllm-bench/MLPerf: TTFT = first token − request start; TPOT = (E2E − TTFT)/(OSL − 1);",
+        "ITL = gap between consecutive tokens; output length is forced (EOS ignored) and checked per request.",
+        "Values are P50 over all requests of all timed iterations unless named otherwise.",
+        "",
+    ]
+    lines += ["## Results", "", _markdown_table(frame, [
+        "model", "backend", "batch_size", "input_len", "output_len", "status", "ttft_p50_ms", "tpot_p50_ms",
+        "e2e_p50_ms", "e2e_p95_ms", "e2e_p99_ms", "output_tokens_per_s", "nvml_memory_peak_gib",
+        "torch_allocated_peak_gib", "gpu_utilization_mean_pct"]), ""]
+    problems = frame[frame["status"] != "ok"]
+    if not problems.empty:
+        lines += ["Cells without a measurement (never counted in speedups):", ""]
+        lines += [_markdown_table(problems, ["model", "backend", "batch_size", "input_len", "output_len", "status", "error"]), ""]
+    speedup = speedups(frame)
+    if not speedup.empty and (speedup["backend"] != BASELINE).any():
+        lines += [f"## Speedup over `{BASELINE}` (output tokens/s ratio)", ""]
+        table = speedup[speedup["backend"] != BASELINE].pivot_table(
+            index=["model", "batch_size", "input_len", "output_len"], columns="backend", values="speedup"
+        ).reset_index()
+        lines += [table.to_markdown(index=False, floatfmt=".2f", missingval="—"), ""]
+    lines += _null_reasons_section(loaded)
+    lines += ["## Setup versus measurement (seconds)", ""]
+    lines += [_markdown_table(frame, ["model", "backend", "batch_size", "input_len", "load_s", "warmup_s", "measure_s"]), ""]
+    lines += ["## Plots", ""] + [f"![{p.stem}]({p.relative_to(out_dir).as_posix()})" for p in figures] + [""]
+    lines += _environment_section(loaded) + _configuration_section(study)
+    return "\n".join(lines)
+
+
+def build_report(study: StudyConfig, results_dir: Path, out_dir: Path) -> dict[str, float]:
+    """Write results.csv, summary.json, figures/*.png and report.md into `out_dir`."""
+    loaded = load_cells(study, results_dir)
+    frame = results_table(loaded)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out_dir / "results.csv", index=False, float_format=FLOAT_FORMAT)
+    headline = summary(frame)
+    write_json_atomic(out_dir / "summary.json", headline)
+    figures = write_figures(frame, out_dir / "figures")
+    (out_dir / "report.md").write_text(render_markdown(study, frame, loaded, figures, out_dir))
+    return headline

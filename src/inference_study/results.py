@@ -1,0 +1,146 @@
+"""One JSON per cell: versioned, validated on write and on read, written atomically, self-describing."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from inference_study.config import Cell
+from inference_study.environment import Environment
+from inference_study.gpu import GpuUsage
+from inference_study.metrics import Latency, Throughput
+
+SCHEMA_VERSION = 1
+Status = Literal["ok", "oom", "failed"]
+
+
+class ResultError(ValueError):
+    """A result file is missing, corrupt, truncated or of another schema; the message names the file."""
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelInfo(Record):
+    name: str
+    source: Literal["random", "hf", "local"]
+    architecture: str
+    dtype: str
+    random_weights: bool
+    parameters: int
+    weight_bytes: int
+
+
+class BackendInfo(Record):
+    name: str
+    description: str
+    settings: dict[str, Any]
+
+
+class Workload(Record):
+    kind: Literal["synthetic_fixed_length"] = "synthetic_fixed_length"
+    seed: int
+    input_token_hash: str
+
+
+class Tokens(Record):
+    requested_per_request: int
+    produced_min: int
+    produced_max: int
+
+
+class Phases(Record):
+    """Wall time split between setup and measurement, in seconds."""
+
+    load_s: float | None = None
+    warmup_s: float | None = None
+    measure_s: float | None = None
+
+
+class CellResult(Record):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    status: Status
+    error: str | None = None
+    cell: Cell
+    config_hash: str
+    device: str
+    warmup_iterations: int
+    iterations: int
+    model: ModelInfo | None
+    backend: BackendInfo
+    workload: Workload
+    environment: Environment
+    environment_fingerprint: str
+    tokens: Tokens | None = None
+    latency: Latency | None = None
+    throughput: Throughput | None = None
+    gpu: GpuUsage
+    phases: Phases
+    null_reasons: dict[str, str]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CellResult:
+        if self.status == "ok" and (self.latency is None or self.throughput is None or self.tokens is None):
+            raise ValueError("status 'ok' needs latency, throughput and tokens")
+        if self.status != "ok" and not self.error:
+            raise ValueError(f"status {self.status!r} needs an error message")
+        if self.environment_fingerprint != self.environment.fingerprint:
+            raise ValueError("environment_fingerprint does not match the environment it describes")
+        for name in self.null_fields():
+            if name not in self.null_reasons:
+                raise ValueError(f"{name} is null without a reason in null_reasons")
+        return self
+
+    def null_fields(self) -> list[str]:
+        """Measured fields that are null: each must carry a reason (never a silent 0)."""
+        names = [f"gpu.{k}" for k, v in self.gpu.model_dump().items() if v is None]
+        if self.status == "ok":
+            names += [f"phases.{k}" for k, v in self.phases.model_dump().items() if v is None]
+        return names
+
+
+def write_result(path: Path, result: CellResult) -> None:
+    """Validate, then write atomically."""
+    write_text_atomic(path, CellResult.model_validate(result.model_dump()).model_dump_json(indent=2) + "\n")
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file and rename: a reader sees the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_result(path: Path) -> CellResult:
+    """Read and validate one result; anything else is a ResultError naming the file."""
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ResultError(f"{path}: result file is missing (has the cell run?)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ResultError(f"{path}: not valid JSON (corrupt or truncated): {error}") from None
+    if not isinstance(raw, dict) or raw.get("schema_version") != SCHEMA_VERSION:
+        found = raw.get("schema_version") if isinstance(raw, dict) else type(raw).__name__
+        raise ResultError(f"{path}: schema_version {found!r} is not {SCHEMA_VERSION}: not a result of this study")
+    try:
+        return CellResult.model_validate(raw)
+    except ValidationError as error:
+        raise ResultError(f"{path}: does not match the result schema:\n{error}") from None

@@ -1,0 +1,48 @@
+"""What every DVC stage script shares: params → typed config, and clean errors instead of tracebacks."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from inference_study.config import ConfigError, StudyConfig, validate_params
+from inference_study.models import ModelSourceError
+from inference_study.results import ResultError
+
+EXPECTED_ERRORS = (ConfigError, ModelSourceError, ResultError)
+
+
+def study_from(cfg: DictConfig) -> tuple[StudyConfig, dict[str, Any]]:
+    """Split the Hydra config into the validated study and the per-cell coordinates (`+cell.*`)."""
+    raw = OmegaConf.to_container(cfg, resolve=True)
+    cell = raw.pop("cell", None) or {}
+    return validate_params(raw), cell
+
+
+def run_stage(cfg: DictConfig, action: Callable[[StudyConfig, dict[str, Any]], object]) -> None:
+    """Validate before any work, run `action`, and turn expected errors into one clear line on stderr."""
+    try:
+        study, cell = study_from(cfg)
+        action(study, cell)
+    except EXPECTED_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def hydra_stage(action: Callable[[StudyConfig, dict[str, Any]], object]) -> Callable[[], None]:
+    """A Hydra entry point for a stage: `params.yaml` in the working directory is the primary config.
+
+    Under DVC the command adds `+cell.*` overrides; ad hoc, `--config-dir conf --config-name config -m`
+    composes conf/ directly and Hydra's multirun sweeps it.
+    """
+    import hydra
+
+    @hydra.main(version_base=None, config_path=str(Path.cwd()), config_name="params")
+    def main(cfg: DictConfig) -> None:
+        run_stage(cfg, action)
+
+    return main

@@ -13,7 +13,7 @@ from typing import Iterator
 
 from inference_study.backends.base import Backend, Generation
 from inference_study.backends.registry import backend_class
-from inference_study.config import Cell, StudyConfig
+from inference_study.config import Cell, ConfigError, StudyConfig
 from inference_study.environment import Environment
 from inference_study.gpu import NvmlSampler, nvml_handle, usage_from
 from inference_study.metrics import latency, throughput
@@ -29,7 +29,7 @@ def resolve_device(requested: str) -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("bench.device=cuda but torch sees no CUDA device; use bench.device=auto or cpu")
+        raise ConfigError(f"bench.device: 'cuda' but torch {torch.__version__} sees no CUDA device; allowed here: auto, cpu")
     return requested
 
 

@@ -17,38 +17,41 @@ def model_dir(name: str) -> Path:
     return RESULTS_DIR / "models" / name
 
 
-def environment_stage(study: StudyConfig, cell: dict[str, Any]) -> None:
+def environment_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> None:
     """Fingerprint the machine; the file changes only when the machine or its software does."""
     from inference_study.environment import collect_environment
 
-    write_json_atomic(ENV_FILE, collect_environment().model_dump())
+    write_json_atomic(output_root / ENV_FILE.name, collect_environment().model_dump())
 
 
-def model_stage(study: StudyConfig, cell: dict[str, Any]) -> None:
+def model_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> None:
     from inference_study.models import prepare_model
 
     name = _require(cell, "model")
     if name not in study.models:
         raise ConfigError(f"cell.model: unknown model {name!r}; allowed: {sorted(study.models)}")
-    prepare_model(name, study.models[name], model_dir(name))
+    prepare_model(name, study.models[name], output_root / "models" / name)
 
 
-def bench_stage(study: StudyConfig, cell: dict[str, Any]) -> None:
-    """Measure one cell and write its result; an OOM is a recorded outcome, not a stage failure."""
+def bench_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> None:
+    """Measure one cell and write its result; an OOM is a recorded outcome, not a stage failure.
+
+    The model always comes from the pipeline's prepared copy under results/models/.
+    """
     from inference_study.environment import collect_environment
     from inference_study.harness import run_cell
     from inference_study.results import write_result
 
     target = study.validate_cell(cell)
     result = run_cell(study, target, model_dir(target.model), collect_environment())
-    write_result(target.result_path(RESULTS_DIR), result)
+    write_result(target.result_path(output_root), result)
     print(f"{target.key}: {result.status}" + (f" ({result.error})" if result.error else ""))
 
 
-def report_stage(study: StudyConfig, cell: dict[str, Any]) -> None:
+def report_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> None:
     from inference_study.report import build_report
 
-    build_report(study, RESULTS_DIR, REPORTS_DIR / study.study.name)
+    build_report(study, output_root, REPORTS_DIR / study.study.name)
 
 
 def _require(cell: dict[str, Any], key: str) -> Any:

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from inference_study.config import ConfigError, StudyConfig, validate_params
 from inference_study.models import ModelSourceError
+from inference_study.pipeline import RESULTS_DIR
 from inference_study.results import ResultError
 
 EXPECTED_ERRORS = (ConfigError, ModelSourceError, ResultError)
@@ -23,26 +24,34 @@ def study_from(cfg: DictConfig) -> tuple[StudyConfig, dict[str, Any]]:
     return validate_params(raw), cell
 
 
-def run_stage(cfg: DictConfig, action: Callable[[StudyConfig, dict[str, Any]], object]) -> None:
+StageAction = Callable[[StudyConfig, dict[str, Any], Path], object]
+
+
+def run_stage(cfg: DictConfig, action: StageAction, output_root: Path) -> None:
     """Validate before any work, run `action`, and turn expected errors into one clear line on stderr."""
     try:
         study, cell = study_from(cfg)
-        action(study, cell)
+        action(study, cell, output_root)
     except EXPECTED_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
 
 
-def hydra_stage(action: Callable[[StudyConfig, dict[str, Any]], object]) -> Callable[[], None]:
+def hydra_stage(action: StageAction) -> Callable[[], None]:
     """A Hydra entry point for a stage: `params.yaml` in the working directory is the primary config.
 
-    Under DVC the command adds `+cell.*` overrides; ad hoc, `--config-dir conf --config-name config -m`
-    composes conf/ directly and Hydra's multirun sweeps it.
+    Under DVC the command adds `+cell.*` overrides and outputs go to `results/`. Ad hoc,
+    `--config-dir conf --config-name config -m ...` composes conf/ directly, Hydra's multirun sweeps
+    it, and each job writes into its own directory under `multirun/`, never into DVC outputs.
     """
     import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     @hydra.main(version_base=None, config_path=str(Path.cwd()), config_name="params")
     def main(cfg: DictConfig) -> None:
-        run_stage(cfg, action)
+        runtime = HydraConfig.get()
+        multirun = runtime.mode == RunMode.MULTIRUN
+        run_stage(cfg, action, Path(runtime.runtime.output_dir) if multirun else RESULTS_DIR)
 
     return main

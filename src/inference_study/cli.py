@@ -1,0 +1,66 @@
+"""`inference-study`: compose params.yaml from conf/, check it for drift, rebuild the report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from inference_study.config import PARAMS_FILE, ConfigError, load_params
+from inference_study.pipeline import REPORTS_DIR, RESULTS_DIR
+from inference_study.results import ResultError
+
+
+def _compose(args: argparse.Namespace) -> int:
+    from inference_study.compose import drift, write_params
+
+    if args.check:
+        if args.overrides:
+            raise ConfigError("compose --check compares against conf/ defaults and takes no overrides")
+        difference = drift(params_file=args.params)
+        if difference:
+            print(f"{args.params} differs from conf/ (run `inference-study compose`):\n{difference}", file=sys.stderr)
+            return 1
+        print(f"{args.params} matches conf/")
+        return 0
+    write_params(args.overrides, params_file=args.params)
+    print(f"wrote {args.params}" + (f" with {' '.join(args.overrides)}" if args.overrides else ""))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from inference_study.report import build_report
+
+    study = load_params(args.params)
+    out_dir = REPORTS_DIR / study.study.name
+    headline = build_report(study, args.results, out_dir)
+    print(f"wrote {out_dir}/report.md ({headline['cells_ok']} of {headline['cells_total']} cells measured)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inference-study", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    compose = commands.add_parser("compose", help="write params.yaml from conf/ (Hydra overrides allowed)")
+    compose.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. study=h100 sweep.batch_sizes=[1,8]")
+    compose.add_argument("--check", action="store_true", help="fail if params.yaml differs from conf/ defaults")
+    compose.add_argument("--params", type=Path, default=PARAMS_FILE, help=argparse.SUPPRESS)
+    compose.set_defaults(handler=_compose)
+    report = commands.add_parser("report", help="rebuild reports/<study>/ from existing results, no GPU needed")
+    report.add_argument("--params", type=Path, default=PARAMS_FILE, help="params file naming the cells")
+    report.add_argument("--results", type=Path, default=RESULTS_DIR, help="directory holding cells/")
+    report.set_defaults(handler=_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ConfigError, ResultError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

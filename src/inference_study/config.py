@@ -10,15 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from inference_study.backends.registry import BACKEND_SETTINGS
 
 Dtype = Literal["float32", "float16", "bfloat16"]
 PARAMS_FILE = Path("params.yaml")
+PositiveInt = Annotated[int, Field(gt=0)]
+OutputLen = Annotated[int, Field(ge=2, description="TPOT needs at least two output tokens")]
 
 
 class ConfigError(ValueError):
@@ -36,6 +38,29 @@ class StudySection(Strict):
     description: str = ""
 
 
+class ModelShape(Strict):
+    """Architecture sizes of a random-weight model; typed so a typo cannot silently fall back to a default."""
+
+    vocab_size: PositiveInt
+    hidden_size: PositiveInt
+    intermediate_size: PositiveInt
+    num_hidden_layers: PositiveInt
+    num_attention_heads: PositiveInt
+    num_key_value_heads: PositiveInt
+    head_dim: PositiveInt | None = None
+    rms_norm_eps: float | None = Field(default=None, gt=0)
+    rope_theta: float | None = Field(default=None, gt=0)
+    tie_word_embeddings: bool = False
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> ModelShape:
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
+        if self.head_dim is None and self.hidden_size % self.num_attention_heads:
+            raise ValueError("hidden_size must be a multiple of num_attention_heads (or set head_dim)")
+        return self
+
+
 class ModelSpec(Strict):
     """One model of the catalogue: where its weights come from and its shape."""
 
@@ -48,7 +73,7 @@ class ModelSpec(Strict):
     revision: str | None = None
     local_path: str | None = None
     trust_remote_code: bool = False
-    shape: dict[str, Any] = Field(default_factory=dict, description="architecture kwargs for source=random")
+    shape: ModelShape | None = Field(default=None, description="architecture sizes for source=random")
 
     @model_validator(mode="after")
     def _source_needs_its_fields(self) -> ModelSpec:
@@ -67,21 +92,23 @@ class BenchSettings(Strict):
     gpu_sample_interval_ms: int = Field(default=20, gt=0)
 
 
-class SweepSettings(Strict):
-    models: list[str] = Field(min_length=1)
-    backends: list[str] = Field(min_length=1)
-    batch_sizes: list[int] = Field(min_length=1)
-    input_lens: list[int] = Field(min_length=1)
-    output_lens: list[int] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _positive_shapes(self) -> SweepSettings:
-        minimum = {"batch_sizes": 1, "input_lens": 1, "output_lens": 2}  # TPOT needs two output tokens
-        for key, low in minimum.items():
-            for index, value in enumerate(getattr(self, key)):
-                if value < low:
-                    raise ValueError(f"{key}.{index}={value} must be >= {low}")
-        return self
+
+def _unique(values: list[Any]) -> list[Any]:
+    duplicates = sorted({v for v in values if values.count(v) > 1}, key=str)
+    if duplicates:
+        raise ValueError(f"values must be unique; repeated: {duplicates}")
+    return values
+
+
+class SweepSettings(Strict):
+    """The grid; every list is a DVC matrix axis, so values must be unique (one stage per cell)."""
+
+    models: Annotated[list[str], Field(min_length=1), AfterValidator(_unique)]
+    backends: Annotated[list[str], Field(min_length=1), AfterValidator(_unique)]
+    batch_sizes: Annotated[list[PositiveInt], Field(min_length=1), AfterValidator(_unique)]
+    input_lens: Annotated[list[PositiveInt], Field(min_length=1), AfterValidator(_unique)]
+    output_lens: Annotated[list[OutputLen], Field(min_length=1), AfterValidator(_unique)]
 
 
 class Cell(Strict):

@@ -8,6 +8,7 @@ random weights and a locally built tokenizer, fully offline. Every model directo
 from __future__ import annotations
 
 import json
+import shutil
 import struct
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ def build_random_model(spec: ModelSpec, out_dir: Path) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
-    shape = dict(spec.shape)
+    shape = spec.shape.model_dump(exclude_none=True)
     tokenizer = build_tokenizer(shape["vocab_size"], spec.max_seq_len)
     ids = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
     hf_config = AutoConfig.for_model(spec.architecture, max_position_embeddings=spec.max_seq_len, **ids, **shape)
@@ -80,8 +81,14 @@ def download_hf_model(spec: ModelSpec, out_dir: Path) -> None:
 
 
 def prepare_model(name: str, spec: ModelSpec, out_dir: Path) -> dict[str, Any]:
-    """Create `out_dir` for model `name` and record its provenance; returns that record."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Create `out_dir` afresh for model `name` and record its provenance; returns that record.
+
+    The directory is emptied first: a download tool that finds files there may keep them, and old
+    random weights must never be recorded as a hub model.
+    """
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
     weights_dir: str = "."
     if spec.source == "random":
         build_random_model(spec, out_dir)

@@ -1,0 +1,311 @@
+"""Both PyTorch backends generate for real on a tiny random Llama on CPU, and the harness measures them.
+
+The static compiled backend compiles with inductor (~15-30 s on CPU per compile): it is compiled once
+by the module fixture and once more by its harness run, never for other shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from inference_study import harness
+from inference_study.backends.base import Generation
+from inference_study.backends.registry import BACKEND_SETTINGS, backend_class
+from inference_study.compose import compose_yaml
+from inference_study.config import ConfigError, StudyConfig, validate_params
+from inference_study.environment import collect_environment
+from inference_study.gpu import GpuUsage
+from inference_study.models import prepare_model, safetensors_size
+from inference_study.results import CellResult, read_result, write_result
+from inference_study.workload import synthetic_input_ids, token_hash
+
+REPO = Path(__file__).parents[1]
+BACKENDS = ["hf_eager", "hf_static_compiled"]
+BATCH, INPUT_LEN, OUTPUT_LEN = 2, 16, 8
+GPU_FIELDS = [name for name in GpuUsage.model_fields if name != "samples"]
+
+
+@pytest.fixture(scope="module")
+def study() -> StudyConfig:
+    """The composed defaults, on CPU, with a short bench (1 warmup + 2 timed iterations)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(REPO)
+        raw = yaml.safe_load(compose_yaml([]))
+    raw["bench"].update(device="cpu", warmup_iterations=1, iterations=2)
+    return validate_params(raw)
+
+
+@pytest.fixture(scope="module")
+def model_dir(study: StudyConfig, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out_dir = tmp_path_factory.mktemp("models") / "tiny_llama"
+    prepare_model("tiny_llama", study.models["tiny_llama"], out_dir)
+    return out_dir
+
+
+@pytest.fixture(scope="module")
+def vocab_size(study: StudyConfig) -> int:
+    return study.models["tiny_llama"].shape.vocab_size
+
+
+@pytest.fixture(scope="module")
+def input_ids(study: StudyConfig, vocab_size: int) -> list[list[int]]:
+    return synthetic_input_ids(BATCH, INPUT_LEN, vocab_size, study.bench.seed)
+
+
+@dataclass
+class Run:
+    first: Generation
+    second: Generation
+    generation_config: Any
+    graphs_compiled: int
+
+
+@pytest.fixture(scope="module")
+def runs(study: StudyConfig, model_dir: Path, input_ids: list[list[int]]) -> dict[str, Run]:
+    """Each backend loaded once and asked twice for the same batch (the first call compiles)."""
+    from torch._dynamo.utils import counters
+
+    out = {}
+    for name in BACKENDS:
+        backend = backend_class(name)(study.backend_settings(name), model_dir, "float32", "cpu")
+        backend.load()
+        counters.clear()
+        try:
+            first = backend.generate(input_ids, OUTPUT_LEN)
+            second = backend.generate(input_ids, OUTPUT_LEN)
+            config = backend.generation_config(INPUT_LEN, OUTPUT_LEN)
+        finally:
+            backend.release()
+        assert backend.model is None, "release drops the model"
+        out[name] = Run(first, second, config, counters["stats"]["unique_graphs"])
+    return out
+
+
+def _generations(run: Run) -> list[Generation]:
+    return [run.first, run.second]
+
+
+# ---------------------------------------------------------------- backends
+
+
+def test_registry_knows_both_backends() -> None:
+    assert sorted(BACKEND_SETTINGS) == sorted(BACKENDS)
+    for name in BACKENDS:
+        assert backend_class(name).name == name
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_exactly_output_len_tokens_per_request(runs: dict[str, Run], name: str, vocab_size: int) -> None:
+    for generation in _generations(runs[name]):
+        assert len(generation.output_ids) == BATCH
+        for ids in generation.output_ids:
+            assert len(ids) == OUTPUT_LEN
+            assert all(0 <= token < vocab_size for token in ids)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_token_times_one_per_token_and_increasing(runs: dict[str, Run], name: str) -> None:
+    for generation in _generations(runs[name]):
+        assert len(generation.token_times) == BATCH
+        for times in generation.token_times:
+            assert len(times) == OUTPUT_LEN
+            assert generation.start < times[0]
+            assert all(later > earlier for earlier, later in zip(times, times[1:])), times
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_greedy_is_repeatable(runs: dict[str, Run], name: str) -> None:
+    assert runs[name].first.output_ids == runs[name].second.output_ids
+    assert runs[name].second.start > runs[name].first.token_times[0][-1], "calls do not overlap"
+
+
+def test_greedy_outputs_identical_between_backends(runs: dict[str, Run]) -> None:
+    eager = runs["hf_eager"].first.output_ids
+    assert runs["hf_static_compiled"].first.output_ids == eager
+    assert len({tuple(ids) for ids in eager}) == BATCH, "two different prompts give two different outputs"
+
+
+def test_only_the_static_backend_compiles_on_cpu(runs: dict[str, Run]) -> None:
+    """The compiled backend really runs compiled code on CPU instead of silently falling back to eager."""
+    assert runs["hf_eager"].graphs_compiled == 0
+    assert runs["hf_static_compiled"].graphs_compiled > 0
+
+
+def test_generation_configs(runs: dict[str, Run], study: StudyConfig) -> None:
+    for name in BACKENDS:
+        config = runs[name].generation_config
+        assert config.max_new_tokens == config.min_new_tokens == OUTPUT_LEN
+        assert config.do_sample is False
+        assert config.eos_token_id is None, "EOS is ignored: every request produces exactly output_len tokens"
+    assert runs["hf_eager"].generation_config.cache_implementation is None
+    static = runs["hf_static_compiled"].generation_config
+    settings = study.backend_settings("hf_static_compiled")
+    assert static.cache_implementation == "static"
+    assert settings.max_cache_len is None
+    assert static.max_cache_len == INPUT_LEN + OUTPUT_LEN
+    assert static.compile_config.mode == settings.compile_mode
+    assert static.compile_config.fullgraph == settings.fullgraph
+
+
+# ---------------------------------------------------------------- harness
+
+
+@pytest.fixture(scope="module")
+def environment():
+    return collect_environment()
+
+
+def _cell(study: StudyConfig, backend: str):
+    return study.validate_cell(
+        {"model": "tiny_llama", "backend": backend, "batch_size": BATCH, "input_len": INPUT_LEN,
+         "output_len": OUTPUT_LEN}
+    )
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_run_cell_ok(study: StudyConfig, model_dir: Path, environment, name: str, tmp_path: Path,
+                     input_ids: list[list[int]], runs: dict[str, Run]) -> None:
+    cell = _cell(study, name)
+    result = harness.run_cell(study, cell, model_dir, environment)
+
+    assert result.status == "ok" and result.error is None
+    assert result.device == "cpu"
+    assert result.cell == cell
+    assert (result.warmup_iterations, result.iterations) == (study.bench.warmup_iterations, study.bench.iterations)
+    assert result.tokens is not None
+    assert result.tokens.requested_per_request == OUTPUT_LEN
+    assert result.tokens.produced_min == result.tokens.produced_max == OUTPUT_LEN
+
+    requests = BATCH * study.bench.iterations
+    assert result.latency is not None and result.throughput is not None
+    assert result.latency.ttft_s.n == result.latency.e2e_s.n == result.latency.tpot_s.n == requests
+    assert result.latency.itl_s.n == requests * (OUTPUT_LEN - 1)
+    assert 0 < result.latency.ttft_s.p50 < result.latency.e2e_s.p50
+    assert result.latency.tpot_s.mean == pytest.approx(result.latency.itl_s.mean)
+    rates = result.throughput
+    assert rates.requests_per_s > 0 and rates.decode_steps_per_s > 0
+    assert rates.output_tokens_per_s == pytest.approx(rates.requests_per_s * OUTPUT_LEN)
+    assert rates.total_tokens_per_s == pytest.approx(rates.requests_per_s * (OUTPUT_LEN + INPUT_LEN))
+
+    for field in GPU_FIELDS:
+        assert getattr(result.gpu, field) is None
+        assert "device is cpu" in result.null_reasons[f"gpu.{field}"]
+    assert result.gpu.samples == 0
+    assert result.phases.load_s > 0 and result.phases.warmup_s > 0 and result.phases.measure_s > 0
+
+    parameters, weight_bytes = safetensors_size(model_dir)
+    assert result.model is not None
+    assert (result.model.parameters, result.model.weight_bytes) == (parameters, weight_bytes)
+    assert result.model.random_weights is True
+    assert result.backend.name == name
+    assert result.backend.settings == study.backend_settings(name).model_dump()
+    assert result.workload.input_token_hash == token_hash(input_ids)
+    assert result.config_hash == study.cell_config_hash(cell)
+    assert result.environment_fingerprint == environment.fingerprint
+
+    path = cell.result_path(tmp_path)
+    write_result(path, result)
+    assert read_result(path) == result
+
+
+def _oom(*args: Any, **kwargs: Any) -> Generation:
+    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def _assert_recorded_failure(result: CellResult, tmp_path: Path) -> None:
+    assert result.latency is None and result.throughput is None
+    CellResult.model_validate(result.model_dump())
+    path = result.cell.result_path(tmp_path)
+    write_result(path, result)
+    assert read_result(path) == result
+
+
+def test_run_cell_oom_is_recorded(study: StudyConfig, model_dir: Path, environment, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backend_class("hf_eager"), "generate", _oom)
+    result = harness.run_cell(study, _cell(study, "hf_eager"), model_dir, environment)
+    assert result.status == "oom"
+    assert result.error is not None and "CUDA out of memory. Tried to allocate 2.00 GiB" in result.error
+    assert result.tokens is None
+    assert result.phases.measure_s is None and result.null_reasons["phases.measure_s"] == "cell oom"
+    _assert_recorded_failure(result, tmp_path)
+
+
+def test_run_cell_oom_during_measurement(study: StudyConfig, model_dir: Path, environment, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Warmup and the first timed call succeed, the second OOMs: no partial latency is reported."""
+    cls = backend_class("hf_eager")
+    original = cls.generate
+    calls = []
+
+    def flaky(self, ids, output_len):
+        calls.append(output_len)
+        if len(calls) == study.bench.warmup_iterations + 2:
+            _oom()
+        return original(self, ids, output_len)
+
+    monkeypatch.setattr(cls, "generate", flaky)
+    result = harness.run_cell(study, _cell(study, "hf_eager"), model_dir, environment)
+    assert len(calls) == study.bench.warmup_iterations + 2
+    assert result.status == "oom"
+    assert result.tokens is None, "tokens of the completed iteration are not reported for an OOM cell"
+    assert result.phases.warmup_s is not None
+    _assert_recorded_failure(result, tmp_path)
+
+
+def test_run_cell_wrong_token_count_fails(study: StudyConfig, model_dir: Path, environment, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    cls = backend_class("hf_eager")
+    original = cls.generate
+
+    def one_short(self, ids, output_len):
+        generation = original(self, ids, output_len)
+        return Generation(
+            output_ids=[row[:-1] for row in generation.output_ids],
+            start=generation.start,
+            token_times=[times[:-1] for times in generation.token_times],
+        )
+
+    monkeypatch.setattr(cls, "generate", one_short)
+    result = harness.run_cell(study, _cell(study, "hf_eager"), model_dir, environment)
+    assert result.status == "failed"
+    assert result.error is not None
+    assert f"requested {OUTPUT_LEN}" in result.error
+    assert f"{OUTPUT_LEN - 1}..{OUTPUT_LEN - 1}" in result.error
+    assert result.tokens is not None and result.tokens.produced_max == OUTPUT_LEN - 1
+    _assert_recorded_failure(result, tmp_path)
+
+
+def test_run_cell_other_errors_propagate_and_release(study: StudyConfig, model_dir: Path, environment,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only an OOM becomes a recorded outcome; any other error is raised, after the backend is released."""
+    cls = backend_class("hf_eager")
+    released = []
+    original_release = cls.release
+
+    def broken(self, ids, output_len):
+        raise RuntimeError("shape mismatch in the kernel")
+
+    def release(self):
+        released.append(True)
+        original_release(self)
+
+    monkeypatch.setattr(cls, "generate", broken)
+    monkeypatch.setattr(cls, "release", release)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        harness.run_cell(study, _cell(study, "hf_eager"), model_dir, environment)
+    assert released == [True]
+
+
+def test_resolve_device() -> None:
+    assert harness.resolve_device("cpu") == "cpu"
+    assert harness.resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="bench.device"):
+            harness.resolve_device("cuda")

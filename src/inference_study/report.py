@@ -247,7 +247,8 @@ def _configuration_section(study: StudyConfig) -> list[str]:
     for name in study.sweep.models:
         spec = study.models[name]
         weights = "random weights (timing does not depend on weight values)" if spec.source == "random" else spec.source
-        lines.append(f"- `{name}`: {spec.architecture}, {spec.dtype}, {weights}; shape `{json.dumps(spec.model_dump(exclude_none=True).get("shape"))}`")
+        shape = json.dumps(spec.model_dump(exclude_none=True).get("shape"))
+        lines.append(f"- `{name}`: {spec.architecture}, {spec.dtype}, {weights}; shape `{shape}`")
     return lines + [""]
 
 

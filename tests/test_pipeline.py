@@ -34,7 +34,7 @@ def ran_stages(output: str) -> set[str]:
 def test_repro_builds_report_then_idles_then_runs_only_new_cells(repo_copy: Path) -> None:
     compose(repo_copy, *SMALL_SWEEP)
     first = run(repo_copy, "dvc", "repro")
-    assert ran_stages(first) == {"env", "model@tiny_llama", "bench@tiny_llama-hf_eager-1-16-4", "report"}
+    assert ran_stages(first) == {"env", "roofline", "model@tiny_llama", "bench@tiny_llama-hf_eager-1-16-4", "report"}
 
     study = load_params(repo_copy / "params.yaml")
     (cell,) = study.cells()

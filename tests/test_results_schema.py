@@ -8,27 +8,13 @@ from typing import Any, Callable
 
 import pytest
 
+from factories import make_result
+
 from inference_study import results
-from inference_study.backends.base import Generation
 from inference_study.config import Cell
 from inference_study.environment import collect_environment
-from inference_study.gpu import GpuUsage
-from inference_study.metrics import latency, throughput
-from inference_study.results import (
-    SCHEMA_VERSION,
-    BackendInfo,
-    CellResult,
-    ModelInfo,
-    Phases,
-    ResultError,
-    Tokens,
-    Workload,
-    read_result,
-    write_result,
-)
-from inference_study.workload import synthetic_input_ids, token_hash
+from inference_study.results import SCHEMA_VERSION, CellResult, Phases, ResultError, read_result, write_result
 
-GPU_FIELDS = [name for name in GpuUsage.model_fields if name != "samples"]
 
 
 @pytest.fixture(scope="module")
@@ -39,34 +25,7 @@ def environment():
 def _ok_result(environment) -> CellResult:
     """A realistic CPU result of one cell: 2 iterations of a batch of 2, 4 output tokens each."""
     cell = Cell(model="tiny_llama", backend="hf_eager", batch_size=2, input_len=16, output_len=4)
-    generations = [
-        Generation(output_ids=[[11, 12, 13, 14]] * 2, start=10.0, token_times=[[10.05, 10.07, 10.09, 10.11]] * 2),
-        Generation(output_ids=[[11, 12, 13, 14]] * 2, start=11.0, token_times=[[11.04, 11.06, 11.09, 11.12]] * 2),
-    ]
-    return CellResult(
-        status="ok",
-        cell=cell,
-        config_hash="6ed7028150fe0007",
-        device="cpu",
-        warmup_iterations=1,
-        iterations=2,
-        model=ModelInfo(
-            name="tiny_llama", source="random", architecture="llama", dtype="float32", random_weights=True,
-            parameters=205120, weight_bytes=820480,
-        ),
-        backend=BackendInfo(
-            name="hf_eager", description="HF generate, dynamic KV cache", settings={"attn_implementation": "sdpa"}
-        ),
-        workload=Workload(seed=0, input_token_hash=token_hash(synthetic_input_ids(2, 16, 1024, 0))),
-        environment=environment,
-        environment_fingerprint=environment.fingerprint,
-        tokens=Tokens(requested_per_request=4, produced_min=4, produced_max=4),
-        latency=latency(generations),
-        throughput=throughput(generations, cell.input_len),
-        gpu=GpuUsage(),
-        phases=Phases(load_s=0.03, warmup_s=0.18, measure_s=0.23),
-        null_reasons={f"gpu.{name}": "device is cpu: no GPU to measure" for name in GPU_FIELDS},
-    )
+    return make_result(cell, environment=environment)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from inference_study.config import PARAMS_FILE, ConfigError, load_params
-from inference_study.pipeline import REPORTS_DIR, RESULTS_DIR
+from inference_study.pipeline import REPORTS_DIR, RESULTS_DIR, ROOFLINE_FILE
 from inference_study.results import ResultError
 
 
@@ -33,7 +33,7 @@ def _report(args: argparse.Namespace) -> int:
 
     study = load_params(args.params)
     out_dir = REPORTS_DIR / study.study.name
-    headline = build_report(study, args.results, out_dir)
+    headline = build_report(study, args.results, out_dir, args.results / ROOFLINE_FILE.name)
     print(f"wrote {out_dir}/report.md ({headline['cells_ok']} of {headline['cells_total']} cells measured)")
     return 0
 

@@ -17,10 +17,13 @@ from inference_study.config import Cell, ConfigError, StudyConfig
 from inference_study.environment import Environment
 from inference_study.gpu import NvmlSampler, nvml_handle, usage_from
 from inference_study.metrics import latency, throughput
-from inference_study.models import resolve_model, safetensors_size
+from inference_study.models import model_geometry, resolve_model, safetensors_size
 from inference_study.progress import progress
-from inference_study.results import BackendInfo, CellResult, ModelInfo, Phases, Tokens, Workload
+from inference_study.results import BackendInfo, CellResult, ModelGeometry, ModelInfo, Phases, Tokens, Workload
 from inference_study.workload import synthetic_input_ids, token_hash
+
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 
 def resolve_device(requested: str) -> str:
@@ -106,7 +109,8 @@ def run_cell(
     device = resolve_device(config.bench.device)
     model_dir, provenance = resolve_model(model_stage_dir)
     spec = config.models[cell.model]
-    input_ids = synthetic_input_ids(cell.batch_size, cell.input_len, _vocab_size(model_dir), config.bench.seed)
+    geometry = ModelGeometry(**model_geometry(model_dir, DTYPE_BYTES[spec.dtype]))
+    input_ids = synthetic_input_ids(cell.batch_size, cell.input_len, geometry.vocab_size, config.bench.seed)
     settings = config.backend_settings(cell.backend)
     backend: Backend = backend_class(cell.backend)(settings, model_dir, spec.dtype, device)
     parameters, weight_bytes = safetensors_size(model_dir)
@@ -153,6 +157,7 @@ def run_cell(
             random_weights=provenance["random_weights"],
             parameters=parameters,
             weight_bytes=weight_bytes,
+            geometry=geometry,
         ),
         backend=BackendInfo(name=cell.backend, description=backend.description, settings=settings.model_dump()),
         workload=Workload(seed=config.bench.seed, input_token_hash=token_hash(input_ids)),
@@ -165,9 +170,3 @@ def run_cell(
         phases=Phases(**phases),
         null_reasons=null_reasons,
     )
-
-
-def _vocab_size(model_dir: Path) -> int:
-    import json
-
-    return json.loads((model_dir / "config.json").read_text())["vocab_size"]

@@ -138,3 +138,20 @@ def safetensors_size(model_dir: Path) -> tuple[int, int]:
             parameters += count
             weight_bytes += end - begin
     return parameters, weight_bytes
+
+
+def model_geometry(model_dir: Path, dtype_bytes: int) -> dict[str, Any]:
+    """Layer, head and vocabulary sizes from config.json (the text config of multimodal models)."""
+    config = json.loads((model_dir / "config.json").read_text())
+    config = config.get("text_config", config)
+    heads = config["num_attention_heads"]
+    return {
+        "layers": config["num_hidden_layers"],
+        "hidden_size": config["hidden_size"],
+        "attention_heads": heads,
+        "kv_heads": config.get("num_key_value_heads") or heads,
+        "head_dim": config.get("head_dim") or config["hidden_size"] // heads,
+        "vocab_size": config["vocab_size"],
+        "tie_word_embeddings": bool(config.get("tie_word_embeddings", False)),
+        "dtype_bytes": dtype_bytes,
+    }

@@ -11,6 +11,7 @@ from inference_study.results import write_json_atomic
 RESULTS_DIR = Path("results")
 REPORTS_DIR = Path("reports")
 ENV_FILE = RESULTS_DIR / "env.json"
+ROOFLINE_FILE = RESULTS_DIR / "roofline.json"
 
 
 def model_dir(name: str) -> Path:
@@ -22,6 +23,15 @@ def environment_stage(study: StudyConfig, cell: dict[str, Any], output_root: Pat
     from inference_study.environment import collect_environment
 
     write_json_atomic(output_root / ENV_FILE.name, collect_environment().model_dump())
+
+
+def roofline_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> None:
+    """Measure the GPU's memory bandwidth and matmul throughput once per environment."""
+    from inference_study.environment import collect_environment
+    from inference_study.roofline import measure_roofline
+
+    roofline = measure_roofline(collect_environment().gpu_name)
+    write_json_atomic(output_root / ROOFLINE_FILE.name, roofline.model_dump())
 
 
 def model_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> None:
@@ -51,7 +61,7 @@ def bench_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> 
 def report_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> None:
     from inference_study.report import build_report
 
-    build_report(study, output_root, REPORTS_DIR / study.study.name)
+    build_report(study, output_root, REPORTS_DIR / study.study.name, output_root / ROOFLINE_FILE.name)
 
 
 def _require(cell: dict[str, Any], key: str) -> Any:

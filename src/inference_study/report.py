@@ -19,6 +19,7 @@ import pandas as pd  # noqa: E402
 from inference_study.backends.registry import backend_class  # noqa: E402
 from inference_study.config import Cell, StudyConfig  # noqa: E402
 from inference_study.results import CellResult, ResultError, read_result, write_json_atomic  # noqa: E402
+from inference_study.roofline import Roofline, utilization  # noqa: E402
 
 BASELINE = "hf_eager"
 FLOAT_FORMAT = "%.6g"
@@ -45,7 +46,7 @@ def load_cells(study: StudyConfig, results_dir: Path) -> list[tuple[Cell, CellRe
     return loaded
 
 
-def _row(cell: Cell, result: CellResult | None) -> dict[str, object]:
+def _row(cell: Cell, result: CellResult | None, roofline: Roofline | None) -> dict[str, object]:
     row: dict[str, object] = cell.model_dump()
     if result is None:
         return row | {"status": "missing"}
@@ -64,6 +65,8 @@ def _row(cell: Cell, result: CellResult | None) -> dict[str, object]:
         "gpu_utilization_mean_pct": gpu.utilization_mean_pct,
         "gpu_power_mean_w": gpu.power_mean_w,
     }
+    if roofline is not None:
+        row |= utilization(result, roofline)
     row |= result.phases.model_dump()
     row |= {
         "random_weights": result.model.random_weights if result.model else None,
@@ -77,9 +80,9 @@ def _scaled(value: float | None, unit: float) -> float | None:
     return None if value is None else value / unit
 
 
-def results_table(loaded: list[tuple[Cell, CellResult | None]]) -> pd.DataFrame:
+def results_table(loaded: list[tuple[Cell, CellResult | None]], roofline: Roofline | None) -> pd.DataFrame:
     """One tidy row per configured cell, in config order."""
-    return pd.DataFrame([_row(cell, result) for cell, result in loaded])
+    return pd.DataFrame([_row(cell, result, roofline) for cell, result in loaded])
 
 
 def _measured(frame: pd.DataFrame) -> pd.DataFrame:
@@ -108,6 +111,8 @@ def summary(frame: pd.DataFrame) -> dict[str, float]:
         smallest = group.sort_values(["batch_size", "input_len"]).iloc[0]
         out[f"{model}.{backend}.max_output_tokens_per_s"] = round(float(group["output_tokens_per_s"].max()), 3)
         out[f"{model}.{backend}.tpot_p50_ms_smallest_cell"] = round(float(smallest["tpot_p50_ms"]), 4)
+        if "mbu_pct" in group and group["mbu_pct"].notna().any():
+            out[f"{model}.{backend}.max_mbu_pct"] = round(float(group["mbu_pct"].max()), 2)
     for (model, backend), group in speedups(frame).groupby(["model", "backend"], sort=True):
         if backend != BASELINE:
             geomean = float(np.exp(np.log(group["speedup"]).mean()))
@@ -163,6 +168,25 @@ def plot_throughput_vs_batch(ok: pd.DataFrame, model: str, path: Path) -> None:
     _save(fig, path)
 
 
+def plot_mbu_vs_batch(ok: pd.DataFrame, model: str, path: Path) -> bool:
+    """Decode MBU against batch size, one line per backend, one panel per input length."""
+    data = ok[ok["model"] == model]
+    if "mbu_pct" not in data or data["mbu_pct"].isna().all():
+        return False
+    lengths = sorted(data["input_len"].unique())
+    fig, axes = _panels(len(lengths))
+    for ax, length in zip(axes, lengths):
+        for backend, group in data[data["input_len"] == length].groupby("backend"):
+            group = group.sort_values("batch_size")
+            ax.plot(group["batch_size"], group["mbu_pct"], marker="o", label=backend)
+        ax.axhline(100, color="grey", linestyle=":", linewidth=1)
+        ax.set(title=f"{model} · input {length}", xlabel="batch size", ylabel="decode MBU (% of measured)")
+        _log2_axis(ax, data["batch_size"])
+        ax.legend(fontsize="small")
+    _save(fig, path)
+    return True
+
+
 def plot_speedup_heatmap(speedup: pd.DataFrame, model: str, path: Path) -> bool:
     """Throughput speedup over the baseline per batch × input length, one panel per backend."""
     data = speedup[(speedup["model"] == model) & (speedup["backend"] != BASELINE)]
@@ -200,6 +224,9 @@ def write_figures(frame: pd.DataFrame, figures_dir: Path) -> list[Path]:
         heatmap = figures_dir / f"speedup_heatmap_{model}.png"
         if plot_speedup_heatmap(speedup, model, heatmap):
             written.append(heatmap)
+        mbu = figures_dir / f"mbu_vs_batch_{model}.png"
+        if plot_mbu_vs_batch(ok, model, mbu):
+            written.append(mbu)
     return written
 
 
@@ -252,7 +279,27 @@ def _configuration_section(study: StudyConfig) -> list[str]:
     return lines + [""]
 
 
-def render_markdown(study: StudyConfig, frame: pd.DataFrame, loaded, figures: list[Path], out_dir: Path) -> str:
+def _roofline_section(roofline: Roofline | None) -> list[str]:
+    lines = ["## Roofline", ""]
+    if roofline is None:
+        return lines + ["The roofline stage has not run: MBU and MFU are not shown.", ""]
+    for field in ("measured_bandwidth_gb_s", "datasheet_bandwidth_gb_s", "measured_matmul_tflops", "datasheet_fp16_tflops"):
+        value = getattr(roofline, field)
+        shown = f"{value:,.0f}" if value is not None else f"— ({roofline.null_reasons.get(field, 'not measured')})"
+        lines.append(f"- {field}: {shown}")
+    lines += [
+        "",
+        "MBU = (weight bytes + K/V bytes of the mean context) × decode steps/s ÷ measured bandwidth.",
+        "Prefill MFU = (2 × non-embedding parameters × prompt tokens + causal attention FLOPs) ÷ TTFT P50 ÷ measured",
+        f"{roofline.matmul_dtype} matmul throughput. TTFT includes the host work before the first token, so MFU is a lower bound.",
+        "",
+    ]
+    return lines
+
+
+def render_markdown(
+    study: StudyConfig, frame: pd.DataFrame, loaded, roofline: Roofline | None, figures: list[Path], out_dir: Path
+) -> str:
     """The human-readable report; every number in it comes from the result files."""
     counts = frame["status"].value_counts().to_dict()
     lines = [f"# Inference study: {study.study.name}", "", study.study.description, ""]
@@ -265,7 +312,8 @@ def render_markdown(study: StudyConfig, frame: pd.DataFrame, loaded, figures: li
     ]
     lines += ["## Results", "", _markdown_table(frame, [
         "model", "backend", "batch_size", "input_len", "output_len", "status", "ttft_p50_ms", "tpot_p50_ms",
-        "e2e_p50_ms", "e2e_p95_ms", "e2e_p99_ms", "output_tokens_per_s", "nvml_memory_peak_gib",
+        "e2e_p50_ms", "e2e_p95_ms", "e2e_p99_ms", "output_tokens_per_s", "mbu_pct", "prefill_mfu_pct",
+        "nvml_memory_peak_gib",
         "torch_allocated_peak_gib", "gpu_utilization_mean_pct"]), ""]
     problems = frame[frame["status"] != "ok"]
     if not problems.empty:
@@ -282,18 +330,29 @@ def render_markdown(study: StudyConfig, frame: pd.DataFrame, loaded, figures: li
     lines += ["## Setup versus measurement (seconds)", ""]
     lines += [_markdown_table(frame, ["model", "backend", "batch_size", "input_len", "load_s", "warmup_s", "measure_s"]), ""]
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.relative_to(out_dir).as_posix()})" for p in figures] + [""]
-    lines += _environment_section(loaded) + _configuration_section(study)
+    lines += _roofline_section(roofline) + _environment_section(loaded) + _configuration_section(study)
     return "\n".join(lines)
 
 
-def build_report(study: StudyConfig, results_dir: Path, out_dir: Path) -> dict[str, float]:
+def load_roofline(path: Path) -> Roofline | None:
+    """The measured ceilings, or None when the roofline stage has not run (MBU columns stay empty)."""
+    if not path.exists():
+        return None
+    try:
+        return Roofline.model_validate_json(path.read_text())
+    except ValueError as error:
+        raise ResultError(f"{path}: not a valid roofline file: {error}") from None
+
+
+def build_report(study: StudyConfig, results_dir: Path, out_dir: Path, roofline_path: Path) -> dict[str, float]:
     """Write results.csv, summary.json, figures/*.png and report.md into `out_dir`."""
     loaded = load_cells(study, results_dir)
-    frame = results_table(loaded)
+    roofline = load_roofline(roofline_path)
+    frame = results_table(loaded, roofline)
     out_dir.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out_dir / "results.csv", index=False, float_format=FLOAT_FORMAT)
     headline = summary(frame)
     write_json_atomic(out_dir / "summary.json", headline)
     figures = write_figures(frame, out_dir / "figures")
-    (out_dir / "report.md").write_text(render_markdown(study, frame, loaded, figures, out_dir))
+    (out_dir / "report.md").write_text(render_markdown(study, frame, loaded, roofline, figures, out_dir))
     return headline

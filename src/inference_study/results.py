@@ -27,6 +27,24 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ModelGeometry(Record):
+    """What decode-step byte counts and prefill FLOP counts need, read from the model's config.json."""
+
+    layers: int
+    hidden_size: int
+    attention_heads: int
+    kv_heads: int
+    head_dim: int
+    vocab_size: int
+    tie_word_embeddings: bool
+    dtype_bytes: int
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """K and V of one token across all layers."""
+        return 2 * self.layers * self.kv_heads * self.head_dim * self.dtype_bytes
+
+
 class ModelInfo(Record):
     name: str
     source: Literal["random", "hf", "local"]
@@ -35,6 +53,7 @@ class ModelInfo(Record):
     random_weights: bool
     parameters: int
     weight_bytes: int
+    geometry: ModelGeometry
 
 
 class BackendInfo(Record):

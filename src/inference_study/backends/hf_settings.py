@@ -28,3 +28,13 @@ class HfStaticCompiledSettings(BackendSettings):
     max_cache_len: int | None = Field(
         default=None, gt=0, description="static cache length; null sizes it to the cell's input + output"
     )
+
+
+class HfCompiledLoopSettings(BackendSettings):
+    """HF model forward in a minimal greedy loop; only the decode step is compiled (gpt-fast style)."""
+
+    attn_implementation: AttnImplementation = "sdpa"
+    compile_mode: Literal["reduce-overhead", "max-autotune"] = "reduce-overhead"
+    coordinate_descent_tuning: bool = Field(
+        default=True, description="inductor's per-kernel tile search, as gpt-fast enables it"
+    )

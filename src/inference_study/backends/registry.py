@@ -5,7 +5,11 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-from inference_study.backends.hf_settings import HfEagerSettings, HfStaticCompiledSettings
+from inference_study.backends.hf_settings import (
+    HfCompiledLoopSettings,
+    HfEagerSettings,
+    HfStaticCompiledSettings,
+)
 
 if TYPE_CHECKING:
     from inference_study.backends.base import Backend, BackendSettings
@@ -13,11 +17,13 @@ if TYPE_CHECKING:
 BACKEND_SETTINGS: dict[str, type[BackendSettings]] = {
     "hf_eager": HfEagerSettings,
     "hf_static_compiled": HfStaticCompiledSettings,
+    "hf_compiled_loop": HfCompiledLoopSettings,
 }
 
 _BACKEND_CLASSES = {
     "hf_eager": "inference_study.backends.hf:HfEager",
     "hf_static_compiled": "inference_study.backends.hf:HfStaticCompiled",
+    "hf_compiled_loop": "inference_study.backends.hf_loop:HfCompiledLoop",
 }
 
 

@@ -1,0 +1,109 @@
+"""The report stage on a synthetic results tree: cells from params, OOM and missing cells shown, deterministic."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from factories import make_result
+
+from inference_study.compose import compose_yaml
+from inference_study.config import StudyConfig, validate_params
+from inference_study.report import build_report
+from inference_study.results import ResultError, write_result
+
+REPO = Path(__file__).parents[1]
+
+
+@pytest.fixture(scope="module")
+def study() -> StudyConfig:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(REPO)
+        raw = yaml.safe_load(compose_yaml(
+            ["sweep.backends=[hf_eager,hf_static_compiled]", "sweep.batch_sizes=[1,4]", "sweep.input_lens=[32]"]
+        ))
+    return validate_params(raw)
+
+
+@pytest.fixture
+def results_dir(study: StudyConfig, tmp_path: Path) -> Path:
+    """Eager at 10 ms/token, static at 5 ms/token; static at batch 4 ran out of memory; one stale extra file."""
+    root = tmp_path / "results"
+    for cell in study.cells():
+        if cell.backend == "hf_static_compiled" and cell.batch_size == 4:
+            write_result(cell.result_path(root), make_result(cell, status="oom"))
+        else:
+            step = 0.01 if cell.backend == "hf_eager" else 0.005
+            write_result(cell.result_path(root), make_result(cell, step_s=step))
+    stale = study.cells()[0].model_copy(update={"batch_size": 64})
+    write_result(stale.result_path(root), make_result(stale))  # a removed cell's file: never read
+    return root
+
+
+def _build(study: StudyConfig, results_dir: Path, out: Path) -> dict:
+    return build_report(study, results_dir, out, results_dir / "roofline.json")
+
+
+def test_report_reads_the_configured_cells_only(study: StudyConfig, results_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    headline = _build(study, results_dir, out)
+    frame = pd.read_csv(out / "results.csv")
+    assert len(frame) == len(study.cells()) == 4
+    assert 64 not in set(frame["batch_size"]), "the stale file of a removed cell is not globbed in"
+    assert sorted(frame["status"]) == ["ok", "ok", "ok", "oom"]
+    assert headline == json.loads((out / "summary.json").read_text())
+    assert (headline["cells_total"], headline["cells_ok"], headline["cells_oom"]) == (4, 3, 1)
+
+
+def test_speedup_uses_only_measured_cells(study: StudyConfig, results_dir: Path, tmp_path: Path) -> None:
+    headline = _build(study, results_dir, tmp_path / "report")
+    # only batch 1 has both backends measured; 5 ms against 10 ms per token
+    key = "tiny_llama.hf_static_compiled.speedup_over_hf_eager_geomean"
+    eager = make_result(study.cells()[0], step_s=0.01).throughput.output_tokens_per_s
+    static = make_result(study.cells()[0], step_s=0.005).throughput.output_tokens_per_s
+    assert headline[key] == pytest.approx(static / eager, rel=1e-3)
+
+
+def test_report_markdown_shows_oom_and_missing(study: StudyConfig, results_dir: Path, tmp_path: Path) -> None:
+    missing = study.cells()[1]
+    missing.result_path(results_dir).unlink()
+    out = tmp_path / "report"
+    headline = _build(study, results_dir, out)
+    assert headline["cells_missing"] == 1
+    text = (out / "report.md").read_text()
+    assert "| oom " in text and "| missing " in text
+    assert "GPU out of memory" in text
+    assert "The roofline stage has not run" in text
+    for png in sorted((out / "figures").glob("*.png")):
+        assert f"(figures/{png.name})" in text
+    assert {p.name for p in (out / "figures").glob("*.png")} == {
+        "latency_vs_input_tiny_llama.png", "throughput_vs_batch_tiny_llama.png", "speedup_heatmap_tiny_llama.png",
+    }
+
+
+def test_report_is_deterministic(study: StudyConfig, results_dir: Path, tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    _build(study, results_dir, first)
+    _build(study, results_dir, second)
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files, "the report wrote files"
+    for name in files:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_corrupt_result_fails_the_report_naming_the_file(study: StudyConfig, results_dir: Path,
+                                                         tmp_path: Path) -> None:
+    path = study.cells()[0].result_path(results_dir)
+    path.write_text(path.read_text()[:100])
+    with pytest.raises(ResultError, match=str(path)):
+        _build(study, results_dir, tmp_path / "report")
+
+
+def test_result_of_another_cell_is_rejected(study: StudyConfig, results_dir: Path, tmp_path: Path) -> None:
+    first, second = study.cells()[0], study.cells()[1]
+    second.result_path(results_dir).write_bytes(first.result_path(results_dir).read_bytes())
+    with pytest.raises(ResultError, match="expected"):
+        _build(study, results_dir, tmp_path / "report")

@@ -1,0 +1,71 @@
+"""Where a decode step's time goes: run one backend on a prepared model and profile its timed call.
+
+Usage (on a GPU box, after `dvc repro model@<name>`):
+    python tools/profile_decode.py results/models/tinyllama_1b hf_compiled_loop --batch 1 --input 512 --output 128
+
+Prints decode steps/s, GPU-busy time per step against wall time per step (the difference is host
+and launch overhead), kernels per step, and the kernels that take the most time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from torch.profiler import ProfilerActivity, profile
+
+from inference_study.backends.registry import BACKEND_SETTINGS, backend_class
+from inference_study.models import resolve_model
+from inference_study.workload import synthetic_input_ids
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_stage_dir", type=Path)
+    parser.add_argument("backend", choices=sorted(BACKEND_SETTINGS))
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--input", type=int, default=512)
+    parser.add_argument("--output", type=int, default=128)
+    parser.add_argument("--dtype", default="float16")
+    parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a backend setting (YAML value), e.g. --set coordinate_descent_tuning=false")
+    args = parser.parse_args()
+
+    model_dir, _ = resolve_model(args.model_stage_dir)
+    overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
+    settings = BACKEND_SETTINGS[args.backend](**overrides)
+    backend = backend_class(args.backend)(settings, model_dir, args.dtype, "cuda")
+    backend.load()
+    vocab = backend.model.config.vocab_size
+    ids = synthetic_input_ids(args.batch, args.input, vocab, seed=0)
+    for _ in range(2):
+        backend.warmup(ids, args.output)
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    generation = backend.generate(ids, args.output)
+    wall = time.perf_counter() - started
+    times = generation.token_times[0]
+    decode_s = times[-1] - times[0]
+    steps = args.output - 1
+    print(f"{args.backend} {overrides or ''} b{args.batch} i{args.input} o{args.output}: {steps / decode_s:.1f} decode steps/s, "
+          f"TTFT {(times[0] - generation.start) * 1e3:.2f} ms, call {wall * 1e3:.1f} ms")
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        backend.generate(ids, args.output)
+        torch.cuda.synchronize()
+    events = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+    gpu_us = sum(e.self_device_time_total for e in events)
+    kernels = sum(e.count for e in events)
+    print(f"GPU busy per step {gpu_us / args.output:.1f} us, wall per step {decode_s / steps * 1e6:.1f} us, "
+          f"kernels per step {kernels / args.output:.0f}")
+    table = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=args.top, max_name_column_width=70)
+    print(table)
+    backend.release()
+
+
+if __name__ == "__main__":
+    main()

@@ -92,9 +92,9 @@ def _measured(frame: pd.DataFrame) -> pd.DataFrame:
 def speedups(frame: pd.DataFrame) -> pd.DataFrame:
     """Output tok/s of each backend over the baseline on the same model and shape (ok cells only)."""
     ok = _measured(frame)
-    if ok.empty or BASELINE not in set(ok["backend"]):
-        return pd.DataFrame()
     keys = ["model", "batch_size", "input_len", "output_len"]
+    if ok.empty or BASELINE not in set(ok["backend"]):
+        return pd.DataFrame(columns=[*keys, "backend", "speedup"])
     base = ok[ok["backend"] == BASELINE].set_index(keys)["output_tokens_per_s"]
     joined = ok.join(base.rename("baseline_tokens_per_s"), on=keys, how="inner")
     joined["speedup"] = joined["output_tokens_per_s"] / joined["baseline_tokens_per_s"]

@@ -31,9 +31,10 @@ def _compose(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from inference_study.report import build_report
 
-    study = load_params(args.params)
+    params, results = (args.inputs / "params.yaml", args.inputs) if args.inputs else (args.params, args.results)
+    study = load_params(params)
     out_dir = REPORTS_DIR / study.study.name
-    headline = build_report(study, args.results, out_dir, args.results / ROOFLINE_FILE.name)
+    headline = build_report(study, results, out_dir, results / ROOFLINE_FILE.name)
     print(f"wrote {out_dir}/report.md ({headline['cells_ok']} of {headline['cells_total']} cells measured)")
     return 0
 
@@ -49,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="rebuild reports/<study>/ from existing results, no GPU needed")
     report.add_argument("--params", type=Path, default=PARAMS_FILE, help="params file naming the cells")
     report.add_argument("--results", type=Path, default=RESULTS_DIR, help="directory holding cells/")
+    report.add_argument("--inputs", type=Path, help="a report's inputs/ folder (e.g. reports/h100/inputs): "
+                        "rebuild that report from its committed raw results")
     report.set_defaults(handler=_report)
     return parser
 

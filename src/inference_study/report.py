@@ -7,6 +7,7 @@ are never counted. Output is deterministic: Agg backend, fixed DPI, no timestamp
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import matplotlib
@@ -15,13 +16,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
 
 from inference_study.backends.registry import backend_class  # noqa: E402
 from inference_study.config import Cell, StudyConfig  # noqa: E402
-from inference_study.results import CellResult, ResultError, read_result, write_json_atomic  # noqa: E402
+from inference_study.results import CellResult, ResultError, read_result, write_json_atomic, write_result  # noqa: E402
 from inference_study.roofline import Roofline, utilization  # noqa: E402
 
 BASELINE = "hf_eager"
+INPUTS = "inputs"
+ROOFLINE_NAME = "roofline.json"
 FLOAT_FORMAT = "%.6g"
 PNG_OPTIONS = {"dpi": 110, "metadata": {"Software": None}}
 MS = 1000.0
@@ -101,12 +105,24 @@ def speedups(frame: pd.DataFrame) -> pd.DataFrame:
     return joined[keys + ["backend", "speedup"]]
 
 
+def setup_share_pct(frame: pd.DataFrame) -> float | None:
+    """Load + warmup time as a share of load + warmup + measurement, over measured cells."""
+    ok = _measured(frame)
+    if ok.empty:
+        return None
+    setup = float((ok["load_s"] + ok["warmup_s"]).sum())
+    return 100.0 * setup / (setup + float(ok["measure_s"].sum()))
+
+
 def summary(frame: pd.DataFrame) -> dict[str, float]:
     """Flat headline numbers for `dvc metrics show/diff`."""
     ok = _measured(frame)
     out: dict[str, float] = {"cells_total": len(frame), "cells_ok": len(ok)}
     for status in ("oom", "failed", "missing"):
         out[f"cells_{status}"] = int((frame["status"] == status).sum())
+    share = setup_share_pct(frame)
+    if share is not None:
+        out["setup_share_pct"] = round(share, 2)
     for (model, backend), group in ok.groupby(["model", "backend"], sort=True):
         smallest = group.sort_values(["batch_size", "input_len"]).iloc[0]
         out[f"{model}.{backend}.max_output_tokens_per_s"] = round(float(group["output_tokens_per_s"].max()), 3)
@@ -276,6 +292,10 @@ def _configuration_section(study: StudyConfig) -> list[str]:
         weights = "random weights (timing does not depend on weight values)" if spec.source == "random" else spec.source
         shape = json.dumps(spec.model_dump(exclude_none=True).get("shape"))
         lines.append(f"- `{name}`: {spec.architecture}, {spec.dtype}, {weights}; shape `{shape}`")
+    if any(study.models[name].source == "random" for name in study.sweep.models):
+        lines += ["", "Timing does not depend on weight values, so random weights give the real model's speed. "
+                  "Experiments whose outcome depends on the generated text (speculative-decoding acceptance, "
+                  "output-dependent cache reuse) do depend on them, and are not representative with random weights."]
     return lines + [""]
 
 
@@ -328,6 +348,9 @@ def render_markdown(
         lines += [table.to_markdown(index=False, floatfmt=".2f", missingval="—"), ""]
     lines += _null_reasons_section(loaded)
     lines += ["## Setup versus measurement (seconds)", ""]
+    share = setup_share_pct(frame)
+    if share is not None:
+        lines += [f"Setup (load, compile, warmup) took {share:.1f}% of the cells' wall time; the rest was measurement.", ""]
     lines += [_markdown_table(frame, ["model", "backend", "batch_size", "input_len", "load_s", "warmup_s", "measure_s"]), ""]
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.relative_to(out_dir).as_posix()})" for p in figures] + [""]
     lines += _roofline_section(roofline) + _environment_section(loaded) + _configuration_section(study)
@@ -344,12 +367,34 @@ def load_roofline(path: Path) -> Roofline | None:
         raise ResultError(f"{path}: not a valid roofline file: {error}") from None
 
 
+def keep_inputs(study: StudyConfig, loaded, roofline_path: Path, out_dir: Path) -> None:
+    """Copy what the report is built from (params, cell results, roofline) into `out_dir/inputs/`.
+
+    A committed report then carries its own raw data: `inference-study report --inputs DIR` rebuilds
+    it on any machine, without a GPU and without DVC.
+    """
+    inputs = out_dir / INPUTS
+    (inputs / "params.yaml").parent.mkdir(parents=True, exist_ok=True)
+    (inputs / "params.yaml").write_text(yaml.safe_dump(study.model_dump(mode="json"), sort_keys=False))
+    cells_dir = inputs / "cells"
+    if cells_dir.exists():
+        shutil.rmtree(cells_dir)
+    for cell, result in loaded:
+        if result is not None:
+            write_result(cell.result_path(inputs), result)
+    (inputs / ROOFLINE_NAME).unlink(missing_ok=True)
+    if roofline_path.exists():
+        shutil.copyfile(roofline_path, inputs / ROOFLINE_NAME)
+
+
 def build_report(study: StudyConfig, results_dir: Path, out_dir: Path, roofline_path: Path) -> dict[str, float]:
-    """Write results.csv, summary.json, figures/*.png and report.md into `out_dir`."""
+    """Write results.csv, summary.json, figures/*.png, report.md and the inputs into `out_dir`."""
     loaded = load_cells(study, results_dir)
     roofline = load_roofline(roofline_path)
     frame = results_table(loaded, roofline)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if results_dir.resolve() != (out_dir / INPUTS).resolve():
+        keep_inputs(study, loaded, roofline_path, out_dir)
     frame.to_csv(out_dir / "results.csv", index=False, float_format=FLOAT_FORMAT)
     headline = summary(frame)
     write_json_atomic(out_dir / "summary.json", headline)

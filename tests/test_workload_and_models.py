@@ -223,7 +223,9 @@ def test_local_source_directory_without_config(tmp_path: Path) -> None:
         models.prepare_model("other", spec, tmp_path / "stage")
 
 
-def test_hf_source_offline_suggests_random(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModelSpec:
+    """No hub and an empty hub cache; returns a hub model spec to try to download."""
     import huggingface_hub.constants as hub_constants
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -231,10 +233,13 @@ def test_hf_source_offline_suggests_random(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
     monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
-    spec = ModelSpec(source="hf", architecture="llama", dtype="float16", max_seq_len=4096,
+    return ModelSpec(source="hf", architecture="llama", dtype="float16", max_seq_len=4096,
                      hf_repo_id="TinyLlama/TinyLlama-1.1B-Chat-v1.0", revision="main")
+
+
+def test_hf_source_offline_suggests_random(tmp_path: Path, offline_hub: ModelSpec) -> None:
     with pytest.raises(models.ModelSourceError) as caught:
-        models.prepare_model("tinyllama_1b", spec, tmp_path / "stage")
+        models.prepare_model("tinyllama_1b", offline_hub, tmp_path / "stage")
     message = str(caught.value)
     assert "TinyLlama/TinyLlama-1.1B-Chat-v1.0@main" in message
     assert "source: random" in message
@@ -242,21 +247,12 @@ def test_hf_source_offline_suggests_random(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_hf_source_offline_over_a_stale_random_model(
-    tiny_spec: ModelSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_spec: ModelSpec, tmp_path: Path, offline_hub: ModelSpec
 ) -> None:
-    import huggingface_hub.constants as hub_constants
-
     stage = tmp_path / "stage"
     models.prepare_model("tinyllama_1b", tiny_spec, stage)  # an earlier random build in the same directory
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
-    spec = ModelSpec(source="hf", architecture="llama", dtype="float16", max_seq_len=4096,
-                     hf_repo_id="TinyLlama/TinyLlama-1.1B-Chat-v1.0", revision="main")
-    try:
-        record = models.prepare_model("tinyllama_1b", spec, stage)
-    except models.ModelSourceError:
-        return  # the correct outcome: nothing was downloaded
-    # otherwise the provenance must not call the (random) weights left in the directory real hub weights
-    assert record["random_weights"] is True, f"random weights recorded as {record['source']!r} weights"
+    with pytest.raises(models.ModelSourceError):
+        models.prepare_model("tinyllama_1b", offline_hub, stage)
+    # the old random weights are gone, never recorded as hub weights
+    assert not (stage / models.PROVENANCE_FILE).exists()
+    assert not list(stage.glob("*.safetensors"))

@@ -169,34 +169,18 @@ def plot_latency_vs_input(ok: pd.DataFrame, model: str, path: Path) -> None:
     _save(fig, path)
 
 
-def plot_throughput_vs_batch(ok: pd.DataFrame, model: str, path: Path) -> None:
-    """Output tok/s against batch size, one line per backend, one panel per input length."""
+def plot_against_batch(ok: pd.DataFrame, model: str, column: str, ylabel: str, path: Path) -> bool:
+    """`column` against batch size, one line per backend, one panel per input length; False if no data."""
     data = ok[ok["model"] == model]
-    lengths = sorted(data["input_len"].unique())
-    fig, axes = _panels(len(lengths))
-    for ax, length in zip(axes, lengths):
-        for backend, group in data[data["input_len"] == length].groupby("backend"):
-            group = group.sort_values("batch_size")
-            ax.plot(group["batch_size"], group["output_tokens_per_s"], marker="o", label=backend)
-        ax.set(title=f"{model} · input {length}", xlabel="batch size", ylabel="output tokens/s")
-        _log2_axis(ax, data["batch_size"])
-        ax.legend(fontsize="small")
-    _save(fig, path)
-
-
-def plot_mbu_vs_batch(ok: pd.DataFrame, model: str, path: Path) -> bool:
-    """Decode MBU against batch size, one line per backend, one panel per input length."""
-    data = ok[ok["model"] == model]
-    if "mbu_pct" not in data or data["mbu_pct"].isna().all():
+    if column not in data or data[column].isna().all():
         return False
     lengths = sorted(data["input_len"].unique())
     fig, axes = _panels(len(lengths))
     for ax, length in zip(axes, lengths):
         for backend, group in data[data["input_len"] == length].groupby("backend"):
             group = group.sort_values("batch_size")
-            ax.plot(group["batch_size"], group["mbu_pct"], marker="o", label=backend)
-        ax.axhline(100, color="grey", linestyle=":", linewidth=1)
-        ax.set(title=f"{model} · input {length}", xlabel="batch size", ylabel="decode MBU (% of measured)")
+            ax.plot(group["batch_size"], group[column], marker="o", label=backend)
+        ax.set(title=f"{model} · input {length}", xlabel="batch size", ylabel=ylabel)
         _log2_axis(ax, data["batch_size"])
         ax.legend(fontsize="small")
     _save(fig, path)
@@ -233,16 +217,18 @@ def write_figures(frame: pd.DataFrame, figures_dir: Path) -> list[Path]:
     ok, speedup = _measured(frame), speedups(frame)
     written = []
     for model in sorted(ok["model"].unique()):
-        for name, plot in (("latency_vs_input", plot_latency_vs_input), ("throughput_vs_batch", plot_throughput_vs_batch)):
+        plots = {
+            "latency_vs_input": lambda path: plot_latency_vs_input(ok, model, path),
+            "throughput_vs_batch": lambda path: plot_against_batch(ok, model, "output_tokens_per_s",
+                                                                   "output tokens/s", path),
+            "speedup_heatmap": lambda path: plot_speedup_heatmap(speedup, model, path),
+            "mbu_vs_batch": lambda path: plot_against_batch(ok, model, "mbu_pct", "decode MBU (% of measured)",
+                                                            path),
+        }
+        for name, plot in plots.items():
             path = figures_dir / f"{name}_{model}.png"
-            plot(ok, model, path)
-            written.append(path)
-        heatmap = figures_dir / f"speedup_heatmap_{model}.png"
-        if plot_speedup_heatmap(speedup, model, heatmap):
-            written.append(heatmap)
-        mbu = figures_dir / f"mbu_vs_batch_{model}.png"
-        if plot_mbu_vs_batch(ok, model, mbu):
-            written.append(mbu)
+            if plot(path) is not False:
+                written.append(path)
     return written
 
 

@@ -6,10 +6,11 @@ from inference_study.backends.base import Generation
 from inference_study.config import Cell
 from inference_study.environment import Environment, collect_environment
 from inference_study.gpu import GpuUsage
-from inference_study.metrics import latency, throughput
+from inference_study.metrics import headline, latency, throughput
 from inference_study.results import (
     BackendInfo, CellResult, ModelGeometry, ModelInfo, Phases, Tokens, Workload,
 )
+from inference_study.validity import Verdict
 from inference_study.workload import synthetic_input_ids, token_hash
 
 TINY_GEOMETRY = ModelGeometry(layers=2, hidden_size=64, attention_heads=4, kv_heads=2, head_dim=16,
@@ -47,7 +48,8 @@ def make_result(cell: Cell, step_s: float = 0.01, status: str = "ok",
         iterations=len(timed) or 2,
         model=ModelInfo(name=cell.model, source="random", architecture="llama", dtype="float32",
                         random_weights=True, parameters=205120, weight_bytes=820480, geometry=TINY_GEOMETRY),
-        backend=BackendInfo(name=cell.backend, description="a backend", settings={"attn_implementation": "sdpa"}),
+        backend=BackendInfo(name=cell.backend, description="a backend", settings={"attn_implementation": "sdpa"},
+                            memory_seen_by_torch_allocator=True),
         workload=Workload(seed=0, input_token_hash=token_hash(
             synthetic_input_ids(cell.batch_size, cell.input_len, 1024, 0))),
         environment=environment,
@@ -56,6 +58,9 @@ def make_result(cell: Cell, step_s: float = 0.01, status: str = "ok",
                       produced_max=cell.output_len) if measured else None,
         latency=latency(timed) if measured else None,
         throughput=throughput(timed, cell.input_len) if measured else None,
+        headline=headline(timed) if measured else None,
+        verdict=Verdict(status="warn", reasons=["too few samples: P99 from 4 requests (needs >= 100)"])
+        if measured else Verdict(status="fail", reasons=[f"no measurement ({status})"]),
         gpu=GpuUsage(),
         phases=Phases(load_s=0.03, warmup_s=0.18, measure_s=0.23) if measured else Phases(load_s=0.03),
         null_reasons=reasons,

@@ -175,3 +175,35 @@ def test_throughput_uses_the_last_request_to_finish() -> None:
     assert result.output_tokens_per_s == approx(6 / 0.45)
     assert result.total_tokens_per_s == approx((6 + 2 * 4) / 0.45)
     assert result.decode_steps_per_s == approx(2 / (0.45 - 0.1))
+
+
+def test_interval_median_ci_and_cv() -> None:
+    from inference_study.metrics import interval
+
+    values = [1.0, 1.1, 0.9, 1.05, 0.95]
+    result = interval(values)
+    assert result.value == 1.0 and result.repeats == 5
+    assert result.ci_low <= 1.0 <= result.ci_high
+    assert 0.9 <= result.ci_low and result.ci_high <= 1.1
+    # sample std of the five values is 0.0790569...; mean 1.0
+    assert result.cv == pytest.approx(0.0790569, rel=1e-5)
+    assert interval(values) == result, "the bootstrap is seeded: the same data give the same interval"
+
+
+def test_interval_of_one_repeat_has_no_spread() -> None:
+    from inference_study.metrics import interval
+
+    result = interval([2.0])
+    assert (result.value, result.ci_low, result.ci_high, result.cv, result.repeats) == (2.0, None, None, None, 1)
+
+
+def test_headline_uses_one_value_per_iteration() -> None:
+    from inference_study.metrics import headline
+
+    fast = Generation(output_ids=[[1, 2, 3]], start=0.0, token_times=[[0.1, 0.2, 0.3]])
+    slow = Generation(output_ids=[[1, 2, 3]], start=0.0, token_times=[[0.3, 0.5, 0.7]])
+    result = headline([fast, slow, fast])
+    assert result.ttft_p50_s.value == pytest.approx(0.1) and result.ttft_p50_s.repeats == 3
+    assert result.tpot_p50_s.value == pytest.approx(0.1)
+    # per-iteration output tok/s: 3/0.3 = 10, 3/0.7 = 4.2857, 10 → median 10
+    assert result.output_tokens_per_s.value == pytest.approx(10.0)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,8 +20,12 @@ pytestmark = pytest.mark.slow
 SMALL_SWEEP = ["sweep.backends=[hf_eager]", "sweep.batch_sizes=[1]", "sweep.input_lens=[16]", "sweep.output_lens=[4]"]
 
 
+SECRET = "hf_" + "NeverWrite" * 2 + "ThisToken"  # built at run time: the literal is in no file
+
+
 def run(repo: Path, *args: str) -> str:
-    done = subprocess.run(list(args), cwd=repo, capture_output=True, text=True)
+    """Run a command in the repo copy with an HF token in its environment (it must never be written)."""
+    done = subprocess.run(list(args), cwd=repo, capture_output=True, text=True, env=os.environ | {"HF_TOKEN": SECRET})
     assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout + done.stderr
 
@@ -62,3 +69,41 @@ def test_repro_builds_report_then_idles_then_runs_only_new_cells(repo_copy: Path
     assert (summary["cells_total"], summary["cells_ok"]) == (2, 2)
     rows = (report_dir / "results.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 2
+
+    written = [p for p in repo_copy.rglob("*") if p.is_file() and ".git" not in p.parts]
+    assert len(written) > 20
+    assert not [p for p in written if SECRET.encode() in p.read_bytes()], "the HF token leaked into a file"
+    assert SECRET not in first + second + grown, "the HF token leaked into the logs"
+
+
+def test_sigkill_mid_cell_leaves_no_result_and_repro_resumes(repo_copy: Path) -> None:
+    """A stage killed mid-cell leaves nothing DVC or the report accepts; the next repro runs only what is missing."""
+    compose(repo_copy, *SMALL_SWEEP)
+    run(repo_copy, "dvc", "repro")
+    (done_cell,) = load_params(repo_copy / "params.yaml").cells()
+    done_path = repo_copy / done_cell.result_path(Path("results"))
+    before = done_path.read_bytes()
+
+    compose(repo_copy, *SMALL_SWEEP[:1], "sweep.batch_sizes=[1,2]", *SMALL_SWEEP[2:])
+    new_cell = next(c for c in load_params(repo_copy / "params.yaml").cells() if c.batch_size == 2)
+    new_path = repo_copy / new_cell.result_path(Path("results"))
+    log = repo_copy / "repro.log"
+    with open(log, "w") as output:
+        process = subprocess.Popen(["dvc", "repro"], cwd=repo_copy, stdout=output, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    deadline = time.monotonic() + 120
+    while "Running stage 'bench@tiny_llama-hf_eager-2-16-4'" not in log.read_text():
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+    time.sleep(1.0)  # inside the cell's process: imports, model load
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+    assert not new_path.exists(), "no partial result"
+    assert done_path.read_bytes() == before
+    status = run(repo_copy, "dvc", "status")
+    assert "bench@tiny_llama-hf_eager-2-16-4" in status and "bench@tiny_llama-hf_eager-1-16-4" not in status
+    resumed = run(repo_copy, "dvc", "repro")
+    assert ran_stages(resumed) == {"env", "bench@tiny_llama-hf_eager-2-16-4", "report"}
+    assert read_result(new_path).status == "ok"
+    assert done_path.read_bytes() == before

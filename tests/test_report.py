@@ -107,3 +107,18 @@ def test_result_of_another_cell_is_rejected(study: StudyConfig, results_dir: Pat
     second.result_path(results_dir).write_bytes(first.result_path(results_dir).read_bytes())
     with pytest.raises(ResultError, match="expected"):
         _build(study, results_dir, tmp_path / "report")
+
+
+def test_a_failed_verdict_never_feeds_a_speedup(study: StudyConfig, results_dir: Path, tmp_path: Path) -> None:
+    from inference_study.results import read_result
+    from inference_study.validity import Verdict
+
+    static_b1 = next(c for c in study.cells() if c.backend == "hf_static_compiled" and c.batch_size == 1)
+    path = static_b1.result_path(results_dir)
+    failed = read_result(path).model_copy(update={"verdict": Verdict(status="fail", reasons=["memory blind"])})
+    write_result(path, failed)
+    out = tmp_path / "report"
+    headline = _build(study, results_dir, out)
+    assert "tiny_llama.hf_static_compiled.speedup_over_hf_eager_geomean" not in headline
+    text = (out / "report.md").read_text()
+    assert "memory blind" in text and "Verdicts: 2 fail, 2 warn" in text  # the OOM cell fails too

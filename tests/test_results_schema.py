@@ -14,6 +14,7 @@ from inference_study import results
 from inference_study.config import Cell
 from inference_study.environment import collect_environment
 from inference_study.results import SCHEMA_VERSION, CellResult, Phases, ResultError, read_result, write_result
+from inference_study.validity import Verdict
 
 
 
@@ -51,7 +52,7 @@ def test_round_trip(result_file: Path, ok_result: CellResult) -> None:
     loaded = read_result(result_file)
     assert loaded == ok_result
     assert loaded.latency is not None and loaded.latency.itl_s.n == 2 * 2 * 3
-    assert json.loads(result_file.read_text())["schema_version"] == SCHEMA_VERSION == 1
+    assert json.loads(result_file.read_text())["schema_version"] == SCHEMA_VERSION == 2
 
 
 def test_write_creates_parents_and_leaves_no_temp_files(result_file: Path) -> None:
@@ -67,6 +68,8 @@ def test_non_ok_result_round_trips(tmp_path: Path, ok_result: CellResult) -> Non
             "tokens": None,
             "latency": None,
             "throughput": None,
+            "headline": None,
+            "verdict": Verdict(status="fail", reasons=["no measurement (oom)"]),
             "phases": Phases(load_s=0.03, warmup_s=0.01),
             "null_reasons": {**ok_result.null_reasons, "phases.measure_s": "cell oom"},
         }
@@ -168,7 +171,10 @@ REJECTIONS = [
     pytest.param(_edit(lambda d: d["cell"].pop("output_len")), "output_len", id="missing-nested-field"),
     pytest.param(_edit(lambda d: d.update(latency=None)), "status 'ok' needs latency", id="ok-latency-none"),
     pytest.param(_edit(lambda d: d.update(tokens=None)), "status 'ok' needs latency", id="ok-tokens-none"),
-    pytest.param(_edit(lambda d: d.update(status="oom")), "needs an error message", id="oom-without-error"),
+    pytest.param(_edit(lambda d: d.update(status="oom", verdict={"status": "fail", "reasons": ["oom"]})),
+                 "needs an error message", id="oom-without-error"),
+    pytest.param(_edit(lambda d: d.update(status="oom", error="GPU out of memory")),
+                 "cannot have verdict 'warn'", id="oom-with-a-passing-verdict"),
     pytest.param(_edit(lambda d: d.update(status="crashed", error="x")), "status", id="unknown-status"),
     pytest.param(_edit(_drop_gpu_reason), "gpu.power_mean_w is null without a reason", id="gpu-null-no-reason"),
     pytest.param(_edit(_drop_phase), "phases.measure_s is null without a reason", id="phase-null-no-reason"),
@@ -220,3 +226,16 @@ def test_stages_treat_result_error_as_expected() -> None:
     from inference_study.stage import EXPECTED_ERRORS
 
     assert ResultError in EXPECTED_ERRORS
+
+
+def test_schema_1_results_are_read_as_schema_2() -> None:
+    """The first H100 probe was recorded with schema 1: it stays readable, nothing measured is lost."""
+    path = next((Path(__file__).parents[1] / "reports" / "h100" / "inputs" / "cells").rglob("*.json"))
+    raw = json.loads(path.read_text())
+    assert raw["schema_version"] == 1
+    result = read_result(path)
+    assert result.schema_version == 2
+    assert result.latency.model_dump() == raw["latency"] and result.throughput.model_dump() == raw["throughput"]
+    assert result.headline is None and "schema 1" in result.null_reasons["headline"]
+    assert result.verdict.status == "warn"
+    assert any("schema 1" in reason for reason in result.verdict.reasons)

@@ -90,6 +90,7 @@ class BenchSettings(Strict):
     iterations: int = Field(ge=1)
     seed: int = 0
     gpu_sample_interval_ms: int = Field(default=20, gt=0)
+    max_cv: float = Field(default=0.05, gt=0, description="repeats varying more than this warn the verdict")
 
 
 

@@ -20,7 +20,20 @@ class GpuUsage(BaseModel):
     utilization_mean_pct: float | None = None
     utilization_max_pct: float | None = None
     power_mean_w: float | None = None
+    sm_clock_min_mhz: int | None = None
+    sm_clock_max_mhz: int | None = None
+    slowdown_reasons: list[str] | None = None
     samples: int = 0
+
+
+# NVML clock-event (throttle) reasons that mean the GPU ran slower than it could during the timing.
+SLOWDOWN_REASONS = {
+    0x4: "software power cap",
+    0x8: "hardware slowdown",
+    0x20: "software thermal slowdown",
+    0x40: "hardware thermal slowdown",
+    0x80: "hardware power brake",
+}
 
 
 def nvml_handle(device_index: int = 0):
@@ -43,6 +56,8 @@ class NvmlSampler:
     memory: list[int] = field(default_factory=list)
     utilization: list[int] = field(default_factory=list)
     power_mw: list[int] = field(default_factory=list)
+    sm_clock_mhz: list[int] = field(default_factory=list)
+    event_reasons: int = 0
 
     def start(self) -> None:
         self._stop = threading.Event()
@@ -64,10 +79,16 @@ class NvmlSampler:
 
         self.memory.append(pynvml.nvmlDeviceGetMemoryInfo(self.handle).used)
         self.utilization.append(pynvml.nvmlDeviceGetUtilizationRates(self.handle).gpu)
+        self.sm_clock_mhz.append(pynvml.nvmlDeviceGetClockInfo(self.handle, pynvml.NVML_CLOCK_SM))
         try:
             self.power_mw.append(pynvml.nvmlDeviceGetPowerUsage(self.handle))
         except pynvml.NVMLError:
             pass
+        # renamed from "throttle" to "clocks event" reasons in newer NVML
+        reasons = getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or getattr(
+            pynvml, "nvmlDeviceGetCurrentClocksThrottleReasons"
+        )
+        self.event_reasons |= reasons(self.handle)
 
 
 def usage_from(sampler: NvmlSampler | None, torch_peaks: tuple[int, int] | None) -> GpuUsage:
@@ -80,6 +101,8 @@ def usage_from(sampler: NvmlSampler | None, torch_peaks: tuple[int, int] | None)
         usage.utilization_mean_pct = sum(sampler.utilization) / len(sampler.utilization)
         usage.utilization_max_pct = float(max(sampler.utilization))
         usage.samples = len(sampler.memory)
+        usage.sm_clock_min_mhz, usage.sm_clock_max_mhz = min(sampler.sm_clock_mhz), max(sampler.sm_clock_mhz)
+        usage.slowdown_reasons = [name for bit, name in SLOWDOWN_REASONS.items() if sampler.event_reasons & bit]
         if sampler.power_mw:
             usage.power_mean_w = sum(sampler.power_mw) / len(sampler.power_mw) / 1000.0
     return usage

@@ -16,10 +16,11 @@ from inference_study.backends.registry import backend_class
 from inference_study.config import Cell, ConfigError, StudyConfig
 from inference_study.environment import Environment
 from inference_study.gpu import NvmlSampler, nvml_handle, usage_from
-from inference_study.metrics import latency, throughput
+from inference_study.metrics import headline, latency, throughput
 from inference_study.models import model_geometry, resolve_model, safetensors_size
 from inference_study.progress import progress
 from inference_study.results import BackendInfo, CellResult, ModelGeometry, ModelInfo, Phases, Tokens, Workload
+from inference_study.validity import judge
 from inference_study.workload import synthetic_input_ids, token_hash
 
 
@@ -45,6 +46,11 @@ def _timer(phases: dict[str, float], name: str) -> Iterator[None]:
         phases[name] = time.perf_counter() - start
 
 
+NVML_FIELDS = ("nvml_device_memory_used_peak_bytes", "utilization_mean_pct", "utilization_max_pct",
+               "power_mean_w", "sm_clock_min_mhz", "sm_clock_max_mhz", "slowdown_reasons")
+TORCH_CUDA_FIELDS = ("torch_allocated_peak_bytes", "torch_reserved_peak_bytes")
+
+
 class _GpuWatch:
     """NVML sampling plus torch allocator peaks around the timed region, or reasons why not."""
 
@@ -57,12 +63,9 @@ class _GpuWatch:
             if handle is not None:
                 self.sampler = NvmlSampler(handle, interval_s)
             else:
-                self._explain(why, "nvml_device_memory_used_peak_bytes", "utilization_mean_pct",
-                              "utilization_max_pct", "power_mean_w")
+                self._explain(why, *NVML_FIELDS)
         else:
-            self._explain(f"device is {device}: no GPU to measure", "nvml_device_memory_used_peak_bytes",
-                          "torch_allocated_peak_bytes", "torch_reserved_peak_bytes", "utilization_mean_pct",
-                          "utilization_max_pct", "power_mean_w")
+            self._explain(f"device is {device}: no GPU to measure", *NVML_FIELDS, *TORCH_CUDA_FIELDS)
 
     def _explain(self, why: str, *fields: str) -> None:
         self.reasons.update({f"gpu.{name}": why for name in fields})
@@ -137,6 +140,14 @@ def run_cell(
         status = "failed"
         error = f"produced {tokens.produced_min}..{tokens.produced_max} tokens per request, requested {cell.output_len}"
     measured = status == "ok"
+    cell_latency = latency(generations) if measured else None
+    cell_headline = headline(generations) if measured else None
+    gpu_usage = watch.usage()
+    verdict = judge(
+        status=status, error=error, warmup_iterations=config.bench.warmup_iterations, latency=cell_latency,
+        headline=cell_headline, gpu=gpu_usage, memory_seen_by_torch_allocator=backend.memory_seen_by_torch_allocator,
+        on_gpu=device.startswith("cuda"), max_cv=config.bench.max_cv,
+    )
     null_reasons = dict(watch.reasons)
     if not measured:
         null_reasons.update({f"phases.{k}": f"cell {status}" for k in ("load_s", "warmup_s", "measure_s")
@@ -159,14 +170,21 @@ def run_cell(
             weight_bytes=weight_bytes,
             geometry=geometry,
         ),
-        backend=BackendInfo(name=cell.backend, description=backend.description, settings=settings.model_dump()),
+        backend=BackendInfo(
+            name=cell.backend,
+            description=backend.description,
+            settings=settings.model_dump(),
+            memory_seen_by_torch_allocator=backend.memory_seen_by_torch_allocator,
+        ),
         workload=Workload(seed=config.bench.seed, input_token_hash=token_hash(input_ids)),
         environment=environment,
         environment_fingerprint=environment.fingerprint,
         tokens=tokens,
-        latency=latency(generations) if measured else None,
+        latency=cell_latency,
         throughput=throughput(generations, cell.input_len) if measured else None,
-        gpu=watch.usage(),
+        headline=cell_headline,
+        verdict=verdict,
+        gpu=gpu_usage,
         phases=Phases(**phases),
         null_reasons=null_reasons,
     )

@@ -98,3 +98,58 @@ def throughput(generations: Sequence[Generation], input_len: int) -> Throughput:
         total_tokens_per_s=(output_tokens + requests * input_len) / wall,
         decode_steps_per_s=decode_steps / decode_wall,
     )
+
+
+class Interval(BaseModel):
+    """A headline metric over the timed iterations: median, its bootstrap confidence interval, and CV.
+
+    Each timed iteration is one repeat; `ci_low`/`ci_high` are null below two repeats (no spread).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    value: float
+    ci_low: float | None
+    ci_high: float | None
+    cv: float | None
+    repeats: int
+
+
+class Headline(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ttft_p50_s: Interval
+    tpot_p50_s: Interval
+    output_tokens_per_s: Interval
+
+
+CONFIDENCE = 0.95
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def interval(per_repeat: Sequence[float]) -> Interval:
+    """Median of the repeats with a seeded percentile-bootstrap CI (scipy) and the coefficient of variation."""
+    from scipy import stats
+
+    values = np.asarray(per_repeat, dtype=np.float64)
+    median = float(np.median(values))
+    if values.size < 2:
+        return Interval(value=median, ci_low=None, ci_high=None, cv=None, repeats=int(values.size))
+    if np.all(values == values[0]):
+        low = high = median
+    else:
+        result = stats.bootstrap(
+            (values,), np.median, confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_RESAMPLES,
+            method="percentile", rng=np.random.default_rng(0),
+        )
+        low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    cv = float(values.std(ddof=1) / values.mean()) if values.mean() else None
+    return Interval(value=median, ci_low=low, ci_high=high, cv=cv, repeats=int(values.size))
+
+
+def headline(generations: Sequence[Generation]) -> Headline:
+    """TTFT P50, TPOT P50 and output tok/s of each timed iteration, summarized across iterations."""
+    per_iteration = [request_latencies(g) for g in generations]
+    return Headline(
+        ttft_p50_s=interval([np.median([r["ttft"] for r in requests]) for requests in per_iteration]),
+        tpot_p50_s=interval([np.median([r["tpot"] for r in requests]) for requests in per_iteration]),
+        output_tokens_per_s=interval([throughput([g], 0).output_tokens_per_s for g in generations]),
+    )

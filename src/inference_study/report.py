@@ -25,6 +25,9 @@ from inference_study.roofline import Roofline, utilization  # noqa: E402
 
 BASELINE = "hf_eager"
 INPUTS = "inputs"
+HEADLINE_COLUMNS = {"ttft_p50_s": ("ttft_p50_ms", 1000.0), "tpot_p50_s": ("tpot_p50_ms", 1000.0),
+                    "output_tokens_per_s": ("output_tokens_per_s", 1.0)}
+HEADLINE_LABELS = tuple(label for label, _ in HEADLINE_COLUMNS.values())
 ROOFLINE_NAME = "roofline.json"
 FLOAT_FORMAT = "%.6g"
 PNG_OPTIONS = {"dpi": 110, "metadata": {"Software": None}}
@@ -54,7 +57,22 @@ def _row(cell: Cell, result: CellResult | None, roofline: Roofline | None) -> di
     row: dict[str, object] = cell.model_dump()
     if result is None:
         return row | {"status": "missing"}
-    row |= {"status": result.status, "error": result.error, "device": result.device}
+    row |= {
+        "status": result.status,
+        "verdict": result.verdict.status,
+        "verdict_reasons": "; ".join(result.verdict.reasons),
+        "error": result.error,
+        "device": result.device,
+    }
+    if result.headline is not None:
+        for name, value in result.headline.model_dump().items():
+            label, scale = HEADLINE_COLUMNS[name]
+            row |= {
+                f"{label}_median": value["value"] * scale,
+                f"{label}_ci_low": value["ci_low"] * scale if value["ci_low"] is not None else None,
+                f"{label}_ci_high": value["ci_high"] * scale if value["ci_high"] is not None else None,
+                f"{label}_cv": value["cv"],
+            }
     if result.latency is not None:
         for metric in ("ttft_s", "tpot_s", "itl_s", "e2e_s"):
             stats = getattr(result.latency, metric)
@@ -90,7 +108,8 @@ def results_table(loaded: list[tuple[Cell, CellResult | None]], roofline: Roofli
 
 
 def _measured(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[frame["status"] == "ok"]
+    """Cells with numbers that may be compared: measured, and not failed by a validity check."""
+    return frame[(frame["status"] == "ok") & (frame["verdict"] != "fail")]
 
 
 def speedups(frame: pd.DataFrame) -> pd.DataFrame:
@@ -257,6 +276,49 @@ def _environment_section(loaded: list[tuple[Cell, CellResult | None]]) -> list[s
     return lines
 
 
+def _with_interval(frame: pd.DataFrame, label: str) -> pd.Series:
+    """"median [low, high]" per cell for a headline metric; the bare median when there is no interval."""
+    def cell(row: pd.Series) -> str:
+        if pd.isna(row.get(f"{label}_median")):
+            return "—"
+        text = _readable(float(row[f"{label}_median"]))
+        if pd.notna(row.get(f"{label}_ci_low")):
+            text += f" [{_readable(float(row[f'{label}_ci_low']))}, {_readable(float(row[f'{label}_ci_high']))}]"
+        return text
+
+    return frame.apply(cell, axis=1)
+
+
+def _repeatability_section(frame: pd.DataFrame) -> list[str]:
+    ok = frame[frame["status"] == "ok"]
+    if ok.empty:
+        return []
+    if f"{HEADLINE_LABELS[0]}_median" not in ok:
+        return ["## Repeatability", "", "These results predate per-repeat intervals (result schema 1): "
+                "each cell reports one pooled distribution, without a confidence interval.", ""]
+    table = ok[["model", "backend", "batch_size", "input_len", "output_len"]].copy()
+    for label in HEADLINE_LABELS:
+        table[label] = _with_interval(ok, label)
+    table["max CV"] = ok[[f"{label}_cv" for label in HEADLINE_LABELS]].max(axis=1).map(
+        lambda cv: "—" if pd.isna(cv) else f"{cv:.1%}"
+    )
+    lines = ["## Repeatability", "",
+             "Median over the timed iterations (each one a repeat), with a 95% percentile-bootstrap interval "
+             "(scipy, seeded) and the largest coefficient of variation of the three.", ""]
+    return lines + [table.to_markdown(index=False, disable_numparse=True), ""]
+
+
+def _verdict_section(frame: pd.DataFrame) -> list[str]:
+    flagged = frame[frame["verdict"].isin(["warn", "fail"])] if "verdict" in frame else frame.iloc[0:0]
+    lines = ["## Validity", ""]
+    counts = frame["verdict"].value_counts().to_dict() if "verdict" in frame else {}
+    lines.append("Verdicts: " + (", ".join(f"{n} {v}" for v, n in sorted(counts.items())) or "none") + ".")
+    if not flagged.empty:
+        lines += ["", _markdown_table(flagged, ["model", "backend", "batch_size", "input_len", "output_len",
+                                                "verdict", "verdict_reasons"])]
+    return lines + [""]
+
+
 def _null_reasons_section(loaded: list[tuple[Cell, CellResult | None]]) -> list[str]:
     """Why a column shows "—": each null value carries its reason in the result file."""
     reasons = sorted({(field, why) for _, r in loaded if r is not None for field, why in r.null_reasons.items()})
@@ -317,10 +379,10 @@ def render_markdown(
         "",
     ]
     lines += ["## Results", "", _markdown_table(frame, [
-        "model", "backend", "batch_size", "input_len", "output_len", "status", "ttft_p50_ms", "tpot_p50_ms",
-        "e2e_p50_ms", "e2e_p95_ms", "e2e_p99_ms", "output_tokens_per_s", "mbu_pct", "prefill_mfu_pct",
-        "nvml_memory_peak_gib",
-        "torch_allocated_peak_gib", "gpu_utilization_mean_pct"]), ""]
+        "model", "backend", "batch_size", "input_len", "output_len", "status", "verdict", "ttft_p50_ms",
+        "tpot_p50_ms", "e2e_p50_ms", "e2e_p95_ms", "e2e_p99_ms", "output_tokens_per_s", "mbu_pct",
+        "prefill_mfu_pct", "nvml_memory_peak_gib", "torch_allocated_peak_gib", "gpu_utilization_mean_pct"]), ""]
+    lines += _repeatability_section(frame) + _verdict_section(frame)
     problems = frame[frame["status"] != "ok"]
     if not problems.empty:
         lines += ["Cells without a measurement (never counted in speedups):", ""]

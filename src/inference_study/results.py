@@ -13,9 +13,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from inference_study.config import Cell
 from inference_study.environment import Environment
 from inference_study.gpu import GpuUsage
-from inference_study.metrics import Latency, Throughput
+from inference_study.metrics import Headline, Latency, Throughput
+from inference_study.validity import Verdict
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 Status = Literal["ok", "oom", "failed"]
 
 
@@ -60,6 +62,7 @@ class BackendInfo(Record):
     name: str
     description: str
     settings: dict[str, Any]
+    memory_seen_by_torch_allocator: bool
 
 
 class Workload(Record):
@@ -83,7 +86,7 @@ class Phases(Record):
 
 
 class CellResult(Record):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     status: Status
     error: str | None = None
     cell: Cell
@@ -99,14 +102,18 @@ class CellResult(Record):
     tokens: Tokens | None = None
     latency: Latency | None = None
     throughput: Throughput | None = None
+    headline: Headline | None = None
+    verdict: Verdict
     gpu: GpuUsage
     phases: Phases
     null_reasons: dict[str, str]
 
     @model_validator(mode="after")
     def _consistent(self) -> CellResult:
-        if self.status == "ok" and (self.latency is None or self.throughput is None or self.tokens is None):
+        if self.status == "ok" and None in (self.latency, self.throughput, self.tokens):
             raise ValueError("status 'ok' needs latency, throughput and tokens")
+        if self.status != "ok" and self.verdict.status != "fail":
+            raise ValueError(f"a cell with status {self.status!r} cannot have verdict {self.verdict.status!r}")
         if self.status != "ok" and not self.error:
             raise ValueError(f"status {self.status!r} needs an error message")
         if self.environment_fingerprint != self.environment.fingerprint:
@@ -121,6 +128,7 @@ class CellResult(Record):
         names = [f"gpu.{k}" for k, v in self.gpu.model_dump().items() if v is None]
         if self.status == "ok":
             names += [f"phases.{k}" for k, v in self.phases.model_dump().items() if v is None]
+            names += ["headline"] if self.headline is None else []
         return names
 
 
@@ -156,10 +164,42 @@ def read_result(path: Path) -> CellResult:
         raise ResultError(f"{path}: result file is missing (has the cell run?)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ResultError(f"{path}: not valid JSON (corrupt or truncated): {error}") from None
-    if not isinstance(raw, dict) or raw.get("schema_version") != SCHEMA_VERSION:
+    if not isinstance(raw, dict) or raw.get("schema_version") not in READABLE_VERSIONS:
         found = raw.get("schema_version") if isinstance(raw, dict) else type(raw).__name__
-        raise ResultError(f"{path}: schema_version {found!r} is not {SCHEMA_VERSION}: not a result of this study")
+        raise ResultError(
+            f"{path}: schema_version {found!r} is not one of {READABLE_VERSIONS}: not a result of this study"
+        )
     try:
-        return CellResult.model_validate(raw)
+        return CellResult.model_validate(upgrade_v1(raw) if raw["schema_version"] == 1 else raw)
     except ValidationError as error:
         raise ResultError(f"{path}: does not match the result schema:\n{error}") from None
+
+
+SCHEMA_1_GAP = "recorded with result schema 1, before this was measured"
+
+
+def upgrade_v1(raw: dict[str, Any]) -> dict[str, Any]:
+    """Read a schema-1 result as schema 2: keep every measured value, judge its verdict from what it
+    holds, and mark what schema 1 did not record (repeat intervals, clocks) as null with that reason."""
+    from inference_study.metrics import Latency
+    from inference_study.validity import judge
+
+    upgraded = {**raw, "schema_version": 2, "headline": None}
+    upgraded["backend"] = {**raw["backend"], "memory_seen_by_torch_allocator": True}  # schema 1: torch only
+    gpu = GpuUsage.model_validate(raw["gpu"])
+    new_gpu_fields = ("sm_clock_min_mhz", "sm_clock_max_mhz", "slowdown_reasons")
+    reasons = dict(raw["null_reasons"])
+    reasons.update({f"gpu.{name}": SCHEMA_1_GAP for name in new_gpu_fields if f"gpu.{name}" not in reasons})
+    if raw["status"] == "ok":
+        reasons["headline"] = SCHEMA_1_GAP
+    upgraded["null_reasons"] = reasons
+    verdict = judge(
+        status=raw["status"], error=raw.get("error"), warmup_iterations=raw["warmup_iterations"],
+        latency=Latency.model_validate(raw["latency"]) if raw.get("latency") else None, headline=None,
+        gpu=gpu, memory_seen_by_torch_allocator=True, on_gpu=raw["device"].startswith("cuda"), max_cv=1.0,
+    )
+    upgraded["verdict"] = {
+        "status": "warn" if verdict.status == "pass" else verdict.status,
+        "reasons": [*verdict.reasons, f"no repeat intervals or clock checks: {SCHEMA_1_GAP}"],
+    }
+    return upgraded

@@ -1,0 +1,80 @@
+"""A validity verdict per cell: pass, warn or fail, with the reasons, so no number is trusted blindly.
+
+A `fail` cell never feeds a speedup. The checks follow what users of LLM benchmarks most often get
+wrong: token counts that differ from the request, timings that include warmup work, percentiles
+from too few samples, memory read from an allocator that does not see the backend's memory (seed
+002's "0.05 GB"), clocks that changed under the measurement, and repeats that disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from inference_study.gpu import GpuUsage
+from inference_study.metrics import Headline, Latency
+
+# A percentile p is only more than the sample maximum with at least 100 / (100 − p) samples.
+MIN_SAMPLES = {"p90": 10, "p95": 20, "p99": 100}
+CLOCK_SPREAD_LIMIT = 0.05
+
+
+class Verdict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["pass", "warn", "fail"]
+    reasons: list[str]
+
+
+def _percentile_reasons(latency: Latency) -> list[str]:
+    short = [
+        f"{percentile.upper()} from {latency.e2e_s.n} requests (needs >= {needed})"
+        for percentile, needed in MIN_SAMPLES.items()
+        if latency.e2e_s.n < needed
+    ]
+    return [f"too few samples: {', '.join(short)}"] if short else []
+
+
+def _gpu_reasons(gpu: GpuUsage, memory_seen_by_torch_allocator: bool, on_gpu: bool) -> tuple[list[str], list[str]]:
+    """(failures, warnings) about memory sources and clocks."""
+    failures, warnings = [], []
+    if on_gpu and not memory_seen_by_torch_allocator and gpu.nvml_device_memory_used_peak_bytes is None:
+        failures.append("memory only from the torch allocator, but this backend allocates outside it")
+    if gpu.slowdown_reasons:
+        warnings.append(f"GPU slowed down during the timing: {', '.join(gpu.slowdown_reasons)}")
+    if gpu.sm_clock_min_mhz and gpu.sm_clock_max_mhz:
+        spread = 1 - gpu.sm_clock_min_mhz / gpu.sm_clock_max_mhz
+        if spread > CLOCK_SPREAD_LIMIT:
+            warnings.append(
+                f"SM clock varied {gpu.sm_clock_min_mhz}-{gpu.sm_clock_max_mhz} MHz during the timing"
+            )
+    return failures, warnings
+
+
+def judge(
+    *,
+    status: str,
+    error: str | None,
+    warmup_iterations: int,
+    latency: Latency | None,
+    headline: Headline | None,
+    gpu: GpuUsage,
+    memory_seen_by_torch_allocator: bool,
+    on_gpu: bool,
+    max_cv: float,
+) -> Verdict:
+    """The cell's verdict from its recorded outcome and measurements."""
+    if status != "ok":
+        return Verdict(status="fail", reasons=[f"no measurement ({status}): {error}"])
+    failures, warnings = _gpu_reasons(gpu, memory_seen_by_torch_allocator, on_gpu)
+    if warmup_iterations == 0:
+        warnings.append("no warmup: compilation and first-call allocations are inside the timings")
+    if latency is not None:
+        warnings += _percentile_reasons(latency)
+    if headline is not None:
+        for name, value in headline.model_dump().items():
+            if value["cv"] is not None and value["cv"] > max_cv:
+                warnings.append(f"{name} varies across repeats: CV {value['cv']:.1%} > {max_cv:.0%}")
+    if failures:
+        return Verdict(status="fail", reasons=failures + warnings)
+    return Verdict(status="warn" if warnings else "pass", reasons=warnings)

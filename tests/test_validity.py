@@ -1,0 +1,81 @@
+"""Validity verdicts: each check moves a cell to warn or fail for the right reason, and only then."""
+
+from __future__ import annotations
+
+import pytest
+
+from inference_study.gpu import GpuUsage
+from inference_study.metrics import Headline, Interval, Latency, Stats
+from inference_study.validity import judge
+
+
+def _stats(n: int) -> Stats:
+    return Stats(n=n, mean=1.0, std=0.1, p50=1.0, p90=1.1, p95=1.2, p99=1.3)
+
+
+def _latency(n: int) -> Latency:
+    return Latency(ttft_s=_stats(n), tpot_s=_stats(n), itl_s=_stats(n * 10), e2e_s=_stats(n))
+
+
+def _headline(cv: float) -> Headline:
+    steady = Interval(value=1.0, ci_low=0.99, ci_high=1.01, cv=0.01, repeats=10)
+    return Headline(ttft_p50_s=steady, tpot_p50_s=steady,
+                    output_tokens_per_s=Interval(value=100.0, ci_low=90.0, ci_high=110.0, cv=cv, repeats=10))
+
+
+STEADY_GPU = GpuUsage(nvml_device_memory_used_peak_bytes=1 << 30, torch_allocated_peak_bytes=1 << 29,
+                      torch_reserved_peak_bytes=1 << 29, utilization_mean_pct=90.0, utilization_max_pct=100.0,
+                      power_mean_w=300.0, sm_clock_min_mhz=1980, sm_clock_max_mhz=1980, slowdown_reasons=[],
+                      samples=50)
+
+
+def _judge(**changes):
+    arguments = dict(status="ok", error=None, warmup_iterations=2, latency=_latency(100), headline=_headline(0.01),
+                     gpu=STEADY_GPU, memory_seen_by_torch_allocator=True, on_gpu=True, max_cv=0.05)
+    return judge(**(arguments | changes))
+
+
+def test_a_clean_cell_passes() -> None:
+    verdict = _judge()
+    assert (verdict.status, verdict.reasons) == ("pass", [])
+
+
+def test_no_measurement_fails_with_the_error() -> None:
+    verdict = _judge(status="oom", error="GPU out of memory", latency=None, headline=None)
+    assert verdict.status == "fail" and "GPU out of memory" in verdict.reasons[0]
+
+
+def test_no_warmup_warns() -> None:
+    verdict = _judge(warmup_iterations=0)
+    assert verdict.status == "warn" and "no warmup" in verdict.reasons[0]
+
+
+@pytest.mark.parametrize(("requests", "short"), [(5, ["P90", "P95", "P99"]), (20, ["P99"]), (99, ["P99"])])
+def test_too_few_samples_for_a_percentile_warns(requests: int, short: list[str]) -> None:
+    verdict = _judge(latency=_latency(requests))
+    assert verdict.status == "warn"
+    for name in ("P90", "P95", "P99"):
+        assert (f"{name} from {requests} requests" in verdict.reasons[0]) == (name in short)
+
+
+def test_torch_allocator_alone_fails_for_an_engine_that_allocates_outside_it() -> None:
+    blind = STEADY_GPU.model_copy(update={"nvml_device_memory_used_peak_bytes": None})
+    assert _judge(gpu=blind).status == "pass", "torch backends are seen by their own allocator"
+    verdict = _judge(gpu=blind, memory_seen_by_torch_allocator=False)
+    assert verdict.status == "fail" and "allocates outside" in verdict.reasons[0]
+
+
+def test_slowdown_and_clock_changes_warn() -> None:
+    throttled = STEADY_GPU.model_copy(update={"slowdown_reasons": ["hardware thermal slowdown"]})
+    assert "hardware thermal slowdown" in _judge(gpu=throttled).reasons[0]
+    wandering = STEADY_GPU.model_copy(update={"sm_clock_min_mhz": 1500})
+    verdict = _judge(gpu=wandering)
+    assert verdict.status == "warn" and "1500-1980 MHz" in verdict.reasons[0]
+    small = STEADY_GPU.model_copy(update={"sm_clock_min_mhz": 1950})
+    assert _judge(gpu=small).status == "pass", "a 1.5% clock wobble is within the limit"
+
+
+def test_repeats_that_disagree_warn() -> None:
+    verdict = _judge(headline=_headline(0.2))
+    assert verdict.status == "warn" and "output_tokens_per_s varies across repeats: CV 20.0%" in verdict.reasons[0]
+    assert _judge(headline=_headline(0.04)).status == "pass"

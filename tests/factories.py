@@ -59,6 +59,7 @@ def make_result(cell: Cell, step_s: float = 0.01, status: str = "ok",
         latency=latency(timed) if measured else None,
         throughput=throughput(timed, cell.input_len) if measured else None,
         headline=headline(timed) if measured else None,
+        output_ids=timed[-1].output_ids if measured else None,
         verdict=Verdict(status="warn", reasons=["too few samples: P99 from 4 requests (needs >= 100)"])
         if measured else Verdict(status="fail", reasons=[f"no measurement ({status})"]),
         gpu=GpuUsage(),

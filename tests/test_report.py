@@ -54,6 +54,8 @@ def test_report_reads_the_configured_cells_only(study: StudyConfig, results_dir:
     assert len(frame) == len(study.cells()) == 4
     assert 64 not in set(frame["batch_size"]), "the stale file of a removed cell is not globbed in"
     assert sorted(frame["status"]) == ["ok", "ok", "ok", "oom"]
+    static_b1 = frame[(frame["backend"] == "hf_static_compiled") & (frame["batch_size"] == 1)].iloc[0]
+    assert static_b1["greedy_match_pct"] == 100.0, "the factory's backends emit the same tokens"
     assert headline == json.loads((out / "summary.json").read_text())
     assert (headline["cells_total"], headline["cells_ok"], headline["cells_oom"]) == (4, 3, 1)
 

@@ -184,6 +184,7 @@ def run_cell(
         throughput=throughput(generations, cell.input_len) if measured else None,
         headline=cell_headline,
         verdict=verdict,
+        output_ids=generations[-1].output_ids if measured else None,
         gpu=gpu_usage,
         phases=Phases(**phases),
         null_reasons=null_reasons,

@@ -20,6 +20,7 @@ import yaml  # noqa: E402
 
 from inference_study.backends.registry import backend_class  # noqa: E402
 from inference_study.config import Cell, StudyConfig  # noqa: E402
+from inference_study.equivalence import equivalence_table  # noqa: E402
 from inference_study.results import CellResult, ResultError, read_result, write_json_atomic, write_result  # noqa: E402
 from inference_study.roofline import Roofline, utilization  # noqa: E402
 
@@ -102,9 +103,26 @@ def _scaled(value: float | None, unit: float) -> float | None:
     return None if value is None else value / unit
 
 
+SHAPE_KEYS = ["model", "backend", "batch_size", "input_len", "output_len"]
+
+
+def output_equivalence(loaded: list[tuple[Cell, CellResult | None]]) -> pd.DataFrame:
+    """Greedy-token agreement of each cell with the baseline backend's cell of the same shape."""
+    outputs = {
+        tuple(cell.model_dump().values()): result.output_ids
+        for cell, result in loaded
+        if result is not None and result.output_ids is not None
+    }
+    return equivalence_table(outputs, BASELINE)
+
+
 def results_table(loaded: list[tuple[Cell, CellResult | None]], roofline: Roofline | None) -> pd.DataFrame:
-    """One tidy row per configured cell, in config order."""
-    return pd.DataFrame([_row(cell, result, roofline) for cell, result in loaded])
+    """One tidy row per configured cell, in config order, with its agreement with the baseline."""
+    frame = pd.DataFrame([_row(cell, result, roofline) for cell, result in loaded])
+    agreement = output_equivalence(loaded)
+    if agreement.empty:
+        return frame
+    return frame.merge(agreement, on=SHAPE_KEYS, how="left")
 
 
 def _measured(frame: pd.DataFrame) -> pd.DataFrame:
@@ -142,6 +160,8 @@ def summary(frame: pd.DataFrame) -> dict[str, float]:
     share = setup_share_pct(frame)
     if share is not None:
         out["setup_share_pct"] = round(share, 2)
+    if "early_divergence" in frame:
+        out["cells_early_divergence"] = int(frame["early_divergence"].fillna(False).astype(bool).sum())
     for (model, backend), group in ok.groupby(["model", "backend"], sort=True):
         smallest = group.sort_values(["batch_size", "input_len"]).iloc[0]
         out[f"{model}.{backend}.max_output_tokens_per_s"] = round(float(group["output_tokens_per_s"].max()), 3)
@@ -319,6 +339,25 @@ def _verdict_section(frame: pd.DataFrame) -> list[str]:
     return lines + [""]
 
 
+def _equivalence_section(frame: pd.DataFrame) -> list[str]:
+    lines = ["## Output equivalence", ""]
+    if "greedy_match_pct" not in frame or frame["greedy_match_pct"].isna().all():
+        return lines + [f"No cell has both its own and `{BASELINE}`'s greedy tokens to compare.", ""]
+    compared = frame[frame["greedy_match_pct"].notna()]
+    early = int(compared["early_divergence"].fillna(False).astype(bool).sum())
+    lines += [
+        f"Greedy tokens of the last timed iteration against `{BASELINE}` on the same inputs: the share of",
+        "requests with identical tokens, and the first position where any request differs (— when none does).",
+        "These optimizations are lossless; numeric noise can still flip an argmax between nearly equal logits,",
+        f"most often with random weights. {early} of {len(compared)} cells diverge within the first quarter "
+        "of the output (flagged).",
+        "",
+        _markdown_table(compared, [*SHAPE_KEYS, "greedy_match_pct", "first_divergence", "early_divergence"]),
+        "",
+    ]
+    return lines
+
+
 def _null_reasons_section(loaded: list[tuple[Cell, CellResult | None]]) -> list[str]:
     """Why a column shows "—": each null value carries its reason in the result file."""
     reasons = sorted({(field, why) for _, r in loaded if r is not None for field, why in r.null_reasons.items()})
@@ -382,7 +421,7 @@ def render_markdown(
         "model", "backend", "batch_size", "input_len", "output_len", "status", "verdict", "ttft_p50_ms",
         "tpot_p50_ms", "e2e_p50_ms", "e2e_p95_ms", "e2e_p99_ms", "output_tokens_per_s", "mbu_pct",
         "prefill_mfu_pct", "nvml_memory_peak_gib", "torch_allocated_peak_gib", "gpu_utilization_mean_pct"]), ""]
-    lines += _repeatability_section(frame) + _verdict_section(frame)
+    lines += _repeatability_section(frame) + _verdict_section(frame) + _equivalence_section(frame)
     problems = frame[frame["status"] != "ok"]
     if not problems.empty:
         lines += ["Cells without a measurement (never counted in speedups):", ""]

@@ -100,6 +100,7 @@ class CellResult(Record):
     environment: Environment
     environment_fingerprint: str
     tokens: Tokens | None = None
+    output_ids: list[list[int]] | None = None  # greedy tokens of the last timed iteration, for equivalence
     latency: Latency | None = None
     throughput: Throughput | None = None
     headline: Headline | None = None
@@ -128,7 +129,7 @@ class CellResult(Record):
         names = [f"gpu.{k}" for k, v in self.gpu.model_dump().items() if v is None]
         if self.status == "ok":
             names += [f"phases.{k}" for k, v in self.phases.model_dump().items() if v is None]
-            names += ["headline"] if self.headline is None else []
+            names += [name for name in ("headline", "output_ids") if getattr(self, name) is None]
         return names
 
 
@@ -191,7 +192,7 @@ def upgrade_v1(raw: dict[str, Any]) -> dict[str, Any]:
     reasons = dict(raw["null_reasons"])
     reasons.update({f"gpu.{name}": SCHEMA_1_GAP for name in new_gpu_fields if f"gpu.{name}" not in reasons})
     if raw["status"] == "ok":
-        reasons["headline"] = SCHEMA_1_GAP
+        reasons |= {"headline": SCHEMA_1_GAP, "output_ids": SCHEMA_1_GAP}
     upgraded["null_reasons"] = reasons
     verdict = judge(
         status=raw["status"], error=raw.get("error"), warmup_iterations=raw["warmup_iterations"],

@@ -273,7 +273,9 @@ def write_figures(frame: pd.DataFrame, figures_dir: Path) -> list[Path]:
 
 def _readable(value: object) -> object:
     """Three significant digits, without scientific notation for large rates."""
-    if isinstance(value, float) and not np.isnan(value):
+    if isinstance(value, float):
+        if np.isnan(value):
+            return "—"
         return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
     return value
 

@@ -13,7 +13,7 @@ from typing import Iterator
 
 from inference_study.backends.base import Backend, Generation
 from inference_study.backends.registry import backend_class
-from inference_study.config import Cell, ConfigError, StudyConfig
+from inference_study.config import BenchSettings, Cell, ConfigError, StudyConfig
 from inference_study.environment import Environment
 from inference_study.gpu import NvmlSampler, nvml_handle, usage_from
 from inference_study.metrics import headline, latency, throughput
@@ -103,12 +103,34 @@ def _produced(generations: list[Generation], requested: int) -> Tokens | None:
     return Tokens(requested_per_request=requested, produced_min=min(counts), produced_max=max(counts))
 
 
+def _measure(
+    backend: Backend, input_ids: list[list[int]], cell: Cell, bench: BenchSettings, watch: _GpuWatch
+) -> tuple[list[Generation], dict[str, float], str, str | None]:
+    """Load, warm up and time the backend; an OOM anywhere is the outcome, and the backend is always released."""
+    import torch
+
+    phases: dict[str, float] = {}
+    generations: list[Generation] = []
+    try:
+        with _timer(phases, "load_s"):
+            backend.load()
+        with _timer(phases, "warmup_s"):
+            for _ in progress(range(bench.warmup_iterations), f"warmup {cell.key}"):
+                backend.warmup(input_ids, cell.output_len)
+        with _timer(phases, "measure_s"), watch:
+            for _ in progress(range(bench.iterations), f"measure {cell.key}"):
+                generations.append(backend.generate(input_ids, cell.output_len))
+    except torch.OutOfMemoryError as oom:
+        return [], phases, "oom", f"GPU out of memory: {str(oom).splitlines()[0]}"
+    finally:
+        backend.release()
+    return generations, phases, "ok", None
+
+
 def run_cell(
     config: StudyConfig, cell: Cell, model_stage_dir: Path, environment: Environment
 ) -> CellResult:
     """Measure `cell`; a GPU OOM or a wrong token count is recorded in the result, not raised."""
-    import torch
-
     device = resolve_device(config.bench.device)
     model_dir, provenance = resolve_model(model_stage_dir)
     spec = config.models[cell.model]
@@ -117,24 +139,8 @@ def run_cell(
     settings = config.backend_settings(cell.backend)
     backend: Backend = backend_class(cell.backend)(settings, model_dir, spec.dtype, device)
     parameters, weight_bytes = safetensors_size(model_dir)
-    phases: dict[str, float] = {}
     watch = _GpuWatch(device, config.bench.gpu_sample_interval_ms / 1000)
-    generations: list[Generation] = []
-    status, error = "ok", None
-    try:
-        with _timer(phases, "load_s"):
-            backend.load()
-        with _timer(phases, "warmup_s"):
-            for _ in progress(range(config.bench.warmup_iterations), f"warmup {cell.key}"):
-                backend.warmup(input_ids, cell.output_len)
-        with _timer(phases, "measure_s"), watch:
-            for _ in progress(range(config.bench.iterations), f"measure {cell.key}"):
-                generations.append(backend.generate(input_ids, cell.output_len))
-    except torch.OutOfMemoryError as oom:
-        status, error = "oom", f"GPU out of memory: {str(oom).splitlines()[0]}"
-        generations = []
-    finally:
-        backend.release()
+    generations, phases, status, error = _measure(backend, input_ids, cell, config.bench, watch)
     tokens = _produced(generations, cell.output_len)
     if tokens and (tokens.produced_min, tokens.produced_max) != (cell.output_len, cell.output_len):
         status = "failed"

@@ -1,0 +1,41 @@
+"""The numbers the README quotes are the committed H100 report's, to the digits shown."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).parents[1]
+MODELS = {"TinyLlama-1.1B shape": "tinyllama_1b", "Qwen2.5-7B shape": "qwen2_5_7b"}
+RUNGS = ["hf_eager", "hf_static_compiled", "hf_compiled_loop"]
+
+
+def _shown(value: float, text: str) -> bool:
+    """True when `text` is `value` rounded to the digits `text` shows."""
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    return f"{value:,.{decimals}f}" == text
+
+
+def test_readme_batch_1_table_matches_the_h100_results() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = pd.read_csv(ROOT / "reports" / "h100" / "results.csv")
+    batch_1 = table[(table["batch_size"] == 1) & (table["input_len"] == 512)]
+    for label, model in MODELS.items():
+        row = re.search(rf"^\| {re.escape(label)} \| (.+) \|$", readme, re.MULTILINE)
+        assert row, f"README has no row for {label}"
+        cells = [cell.strip() for cell in row.group(1).split("|")]
+        for rung, cell in zip(RUNGS, cells):
+            measured = batch_1[(batch_1["model"] == model) & (batch_1["backend"] == rung)].iloc[0]
+            assert _shown(measured["output_tokens_per_s"], cell.removesuffix(" tok/s")), (label, rung, cell)
+        loop = batch_1[(batch_1["model"] == model) & (batch_1["backend"] == "hf_compiled_loop")].iloc[0]
+        assert _shown(loop["mbu_pct"], cells[3].removesuffix("%")), (label, cells[3])
+
+
+def test_readme_bandwidth_matches_the_roofline() -> None:
+    readme = (ROOT / "README.md").read_text()
+    roofline = json.loads((ROOT / "reports" / "h100" / "inputs" / "roofline.json").read_text())
+    quoted = re.search(r"relative to the ([\d,]+) GB/s", readme).group(1)
+    assert _shown(roofline["measured_bandwidth_gb_s"], quoted)

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from inference_study.config import PARAMS_FILE, ConfigError, load_params
-from inference_study.pipeline import REPORTS_DIR, RESULTS_DIR, ROOFLINE_FILE
+from inference_study.pipeline import REPORTS_DIR, RESULTS_DIR
+from inference_study.roofline import ROOFLINE_NAME
 from inference_study.results import ResultError
 
 
@@ -34,7 +35,7 @@ def _report(args: argparse.Namespace) -> int:
     params, results = (args.inputs / "params.yaml", args.inputs) if args.inputs else (args.params, args.results)
     study = load_params(params)
     out_dir = REPORTS_DIR / study.study.name
-    headline = build_report(study, results, out_dir, results / ROOFLINE_FILE.name)
+    headline = build_report(study, results, out_dir, results / ROOFLINE_NAME)
     print(f"wrote {out_dir}/report.md ({headline['cells_ok']} of {headline['cells_total']} cells measured)")
     return 0
 

@@ -7,11 +7,11 @@ from typing import Any
 
 from inference_study.config import ConfigError, StudyConfig
 from inference_study.results import write_json_atomic
+from inference_study.roofline import ROOFLINE_NAME
 
 RESULTS_DIR = Path("results")
 REPORTS_DIR = Path("reports")
-ENV_FILE = RESULTS_DIR / "env.json"
-ROOFLINE_FILE = RESULTS_DIR / "roofline.json"
+ENV_NAME = "env.json"
 
 
 def model_dir(name: str) -> Path:
@@ -22,7 +22,7 @@ def environment_stage(study: StudyConfig, cell: dict[str, Any], output_root: Pat
     """Fingerprint the machine; the file changes only when the machine or its software does."""
     from inference_study.environment import collect_environment
 
-    write_json_atomic(output_root / ENV_FILE.name, collect_environment().model_dump())
+    write_json_atomic(output_root / ENV_NAME, collect_environment().model_dump())
 
 
 def roofline_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> None:
@@ -31,7 +31,7 @@ def roofline_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) 
     from inference_study.roofline import measure_roofline
 
     roofline = measure_roofline(collect_environment().gpu_name)
-    write_json_atomic(output_root / ROOFLINE_FILE.name, roofline.model_dump())
+    write_json_atomic(output_root / ROOFLINE_NAME, roofline.model_dump())
 
 
 def model_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> None:
@@ -61,7 +61,7 @@ def bench_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> 
 def report_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> None:
     from inference_study.report import build_report
 
-    build_report(study, output_root, REPORTS_DIR / study.study.name, output_root / ROOFLINE_FILE.name)
+    build_report(study, output_root, REPORTS_DIR / study.study.name, output_root / ROOFLINE_NAME)
 
 
 def _require(cell: dict[str, Any], key: str) -> Any:

@@ -22,14 +22,13 @@ from inference_study.backends.registry import backend_class  # noqa: E402
 from inference_study.config import Cell, StudyConfig  # noqa: E402
 from inference_study.equivalence import equivalence_table  # noqa: E402
 from inference_study.results import CellResult, ResultError, read_result, write_json_atomic, write_result  # noqa: E402
-from inference_study.roofline import Roofline, utilization  # noqa: E402
+from inference_study.roofline import ROOFLINE_NAME, Roofline, utilization  # noqa: E402
 
 BASELINE = "hf_eager"
 INPUTS = "inputs"
 HEADLINE_COLUMNS = {"ttft_p50_s": ("ttft_p50_ms", 1000.0), "tpot_p50_s": ("tpot_p50_ms", 1000.0),
                     "output_tokens_per_s": ("output_tokens_per_s", 1.0)}
 HEADLINE_LABELS = tuple(label for label, _ in HEADLINE_COLUMNS.values())
-ROOFLINE_NAME = "roofline.json"
 FLOAT_FORMAT = "%.6g"
 PNG_OPTIONS = {"dpi": 110, "metadata": {"Software": None}}
 MS = 1000.0

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict
 
 from inference_study.results import CellResult
 
+ROOFLINE_NAME = "roofline.json"  # what the roofline stage writes, and what a report's inputs/ keeps
+
 # Dense (no sparsity) fp16/bf16 tensor-core peak and HBM bandwidth from NVIDIA's datasheets.
 DATASHEET = {
     "H100 80GB HBM3": {"bandwidth_gb_s": 3350.0, "fp16_tflops": 989.0},  # H100 SXM5

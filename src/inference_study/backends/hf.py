@@ -10,8 +10,8 @@ from transformers import AutoModelForCausalLM, CompileConfig, GenerationConfig
 from transformers.generation.streamers import BaseStreamer
 
 from inference_study.backends.base import Backend, Generation
-from inference_study.config import ConfigError
 from inference_study.backends.hf_settings import HfEagerSettings, HfStaticCompiledSettings
+from inference_study.config import ConfigError
 
 
 class TokenTimestamps(BaseStreamer):
@@ -101,12 +101,13 @@ class HfStaticCompiled(HfGenerate):
         config = super().generation_config(input_len, output_len)
         config.cache_implementation = "static"
         needed = input_len + output_len
-        if (self.settings.max_cache_len or needed) < needed:
+        length = self.settings.max_cache_len or needed
+        if length < needed:
             raise ConfigError(
-                f"backends.{self.name}.max_cache_len: {self.settings.max_cache_len} is shorter than "
+                f"backends.{self.name}.max_cache_len: {length} is shorter than "
                 f"input {input_len} + output {output_len}; allowed: null or >= {needed}"
             )
-        config.max_cache_len = self.settings.max_cache_len or needed
+        config.max_cache_len = length
         compile_config = CompileConfig(fullgraph=self.settings.fullgraph, mode=self.settings.compile_mode)
         # transformers compiles only on accelerators; this documented testing switch makes the CPU run
         # exercise the same compiled path instead of silently falling back to eager.

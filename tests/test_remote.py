@@ -1,8 +1,9 @@
 """Sharing results through a DVC remote: push from the box that measured, pull into a fresh clone, rebuild
 the report there without a GPU, byte for byte.
 
-Two remotes: the local-directory default shipped in `.dvc/config`, and S3 served on 127.0.0.1 by moto's
-server through dvc-s3. One tiny-sweep `dvc repro` (module scope) is the measured state both start from.
+Two remotes: the local-directory default shipped in `.dvc/config` (`~/.cache/inference-study/dvc-remote`,
+with HOME pointed at a temporary directory), and S3 served on 127.0.0.1 by moto's server through dvc-s3.
+One tiny-sweep `dvc repro` (module scope) is the measured state both start from.
 """
 
 from __future__ import annotations
@@ -77,10 +78,15 @@ def use_s3(repo: Path, endpoint: str, default: bool) -> None:
     run(repo, *DVC, "remote", "modify", "--local", "s3", "endpointurl", endpoint)
 
 
-def remote_keys(kind: str, measured: Path, endpoint: str | None) -> set[str]:
+def default_remote_dir(home: Path) -> Path:
+    """Where the shipped default remote (`url = ~/.cache/inference-study/dvc-remote`) lands for this HOME."""
+    return home / ".cache" / "inference-study" / "dvc-remote"
+
+
+def remote_keys(kind: str, home: Path, endpoint: str | None) -> set[str]:
     """Every object the remote holds, as paths relative to its root (files/md5/.., runs/..)."""
     if kind == "local":
-        root = measured.parent / "inference-study-remote"  # `url = ../../inference-study-remote` beside the checkout
+        root = default_remote_dir(home)
         return {path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file()}
     import boto3
 
@@ -113,14 +119,17 @@ def run_cache_entries(repo: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("kind", ["local", "s3"])
-def test_push_then_a_fresh_clone_pulls_and_rebuilds_the_report(kind: str, measured: Path, request: pytest.FixtureRequest) -> None:
+def test_push_then_a_fresh_clone_pulls_and_rebuilds_the_report(
+    kind: str, measured: Path, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     endpoint = request.getfixturevalue("s3_endpoint") if kind == "s3" else None
+    monkeypatch.setenv("HOME", str(tmp_path))  # the shipped default remote lives under ~/.cache
     if endpoint:
         use_s3(measured, endpoint, default=False)
     pushed = run(measured, *DVC, "push", "--run-cache", *(["-r", "s3"] if endpoint else []))
     assert "files pushed" in pushed
 
-    keys = remote_keys(kind, measured, endpoint)
+    keys = remote_keys(kind, tmp_path, endpoint)
     outputs = locked_outputs(measured)
     shared = shared_files(measured)
     assert shared and all(object_key(outputs[path]) in keys for path in shared if path in outputs)
@@ -128,9 +137,8 @@ def test_push_then_a_fresh_clone_pulls_and_rebuilds_the_report(kind: str, measur
     assert models and not any(object_key(md5) in keys for md5 in models), "model dirs are push: false"
     assert {k.removeprefix("runs/") for k in keys if k.startswith("runs/")} == run_cache_entries(measured)
 
-    # A fresh clone beside the original (so the shipped relative default remote is the same directory):
-    # no cache, no outputs.
-    clone = measured.parent / f"clone-{kind}"
+    # A fresh clone: no cache, no outputs.
+    clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(measured), str(clone)], check=True)
     assert not (clone / "results").exists() and not (clone / ".dvc" / "cache").exists()
     if endpoint:
@@ -143,6 +151,7 @@ def test_push_then_a_fresh_clone_pulls_and_rebuilds_the_report(kind: str, measur
     assert not [p for p in (clone / "results").rglob("*") if p.is_file() and "models" in p.parts], "models stay local"
     assert run_cache_entries(clone) == run_cache_entries(measured)
 
+    monkeypatch.undo()  # the report runs as the user would, with the real HOME (matplotlib's cache)
     report_dir = clone / "reports" / "default"
     committed = {p.relative_to(clone).as_posix() for p in report_dir.rglob("*") if p.is_file()}
     before = digests(clone, sorted(committed))
@@ -153,9 +162,12 @@ def test_push_then_a_fresh_clone_pulls_and_rebuilds_the_report(kind: str, measur
     assert subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True).stdout == ""
 
 
-def test_pull_without_allow_missing_fails_only_because_models_stay_local(measured: Path) -> None:
+def test_pull_without_allow_missing_fails_only_because_models_stay_local(
+    measured: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
     run(measured, *DVC, "push")
-    clone = measured.parent / "clone-strict"
+    clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(measured), str(clone)], check=True)
     strict = subprocess.run([*DVC, "pull"], cwd=clone, capture_output=True, text=True)
     assert strict.returncode == 1

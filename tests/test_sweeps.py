@@ -87,7 +87,7 @@ def test_exp_run_composes_grows_and_the_run_cache_restores_old_timings(
 
 
 @pytest.mark.slow
-def test_queued_configurations_run_one_at_a_time(repo_copy: Path) -> None:
+def test_queued_configurations_become_separate_experiments(repo_copy: Path) -> None:
     queued = run(repo_copy, *DVC, "exp", "run", "--queue", *EXP_SWEEP,
                  "-S", "backends.hf_eager.attn_implementation=sdpa,eager")
     assert queued.count("Queued experiment") == 2

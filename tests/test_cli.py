@@ -23,8 +23,13 @@ COMMANDS = ["compose", "report", "doctor"]
 
 def cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     """Run the CLI the way the console script does, in its own process."""
-    return subprocess.run([sys.executable, "-m", "inference_study.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "inference_study.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.parametrize("command", [[], *([c] for c in COMMANDS)], ids=["top", *COMMANDS])
@@ -45,7 +50,10 @@ def test_every_command_has_help(command: list[str]) -> None:
         (["compose", "sweep.batch_sizes=[0]"], "sweep.batch_sizes.0"),
         (["compose", "--check", "study=h100"], "takes no overrides"),
         (["report", "--params", "missing.yaml"], "missing.yaml not found"),
-        (["report", "--results", "no-results-here"], "cells of params.yaml has a result under no-results-here/cells/"),
+        (
+            ["report", "--results", "no-results-here"],
+            "cells of params.yaml has a result under no-results-here/cells/",
+        ),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )
@@ -76,8 +84,10 @@ def test_report_rebuilds_a_committed_report_from_its_inputs(repo_copy: Path) -> 
     assert report.read_bytes() == committed
 
 
-def doctor(capsys: pytest.CaptureFixture[str], root: Path, *args: str) -> tuple[int, dict[str, dict[str, str]], str]:
-    """Run `doctor --json` in this process (its imports are slow to repeat); (exit code, findings by topic, stderr)."""
+def doctor(
+    capsys: pytest.CaptureFixture[str], root: Path, *args: str
+) -> tuple[int, dict[str, dict[str, str]], str]:
+    """`doctor --json` in this process (slow imports, paid once): exit code, findings by topic, stderr."""
     code = main(["doctor", "--json", "--root", str(root), *args])
     out, err = capsys.readouterr()
     return code, {f["topic"]: f for f in json.loads(out)}, err
@@ -94,8 +104,14 @@ def test_doctor_reports_this_machine_and_checkout(capsys: pytest.CaptureFixture[
     assert findings["tensorrt_llm"]["state"] == ("ok" if trtllm_installed else "absent")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     for name in ("hf_eager", "hf_static_compiled", "hf_compiled_loop"):
-        assert findings[f"backend {name}"] == {"topic": f"backend {name}", "state": "ok", "detail": f"can run on {device}"}
-    assert findings["DVC remote"]["state"] == "ok" and findings["DVC remote"]["detail"].startswith("local (default)")
+        assert findings[f"backend {name}"] == {
+            "topic": f"backend {name}",
+            "state": "ok",
+            "detail": f"can run on {device}",
+        }
+    assert findings["DVC remote"]["state"] == "ok" and findings["DVC remote"]["detail"].startswith(
+        "local (default)"
+    )
     assert findings["params.yaml"]["state"] == "ok"
 
 
@@ -113,8 +129,12 @@ def test_doctor_problems_outside_a_checkout(capsys: pytest.CaptureFixture[str], 
     assert "2 problem(s): DVC remote, params.yaml" in stderr
 
 
-def test_doctor_names_a_backend_that_cannot_run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(HfCompiledLoop, "unavailable_reason", classmethod(lambda cls, device: "no compiler here"))
+def test_doctor_names_a_backend_that_cannot_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(
+        HfCompiledLoop, "unavailable_reason", classmethod(lambda cls, device: "no compiler here")
+    )
     code, findings, stderr = doctor(capsys, REPO)
     assert code == 1
     assert findings["backend hf_compiled_loop"]["state"] == "problem"
@@ -122,12 +142,17 @@ def test_doctor_names_a_backend_that_cannot_run(monkeypatch: pytest.MonkeyPatch,
     assert "1 problem(s): backend hf_compiled_loop" in stderr
 
 
-def test_doctor_reads_the_default_remote_from_dvc_config(capsys: pytest.CaptureFixture[str], repo_copy: Path) -> None:
+def test_doctor_reads_the_default_remote_from_dvc_config(
+    capsys: pytest.CaptureFixture[str], repo_copy: Path
+) -> None:
     dvc = [sys.executable, "-m", "dvc"]
     subprocess.run([*dvc, "remote", "add", "-d", "shared", "s3://bucket/study"], cwd=repo_copy, check=True)
     _, findings, _ = doctor(capsys, repo_copy)
-    assert findings["DVC remote"] == {"topic": "DVC remote", "state": "ok",
-                                      "detail": "shared (default): s3://bucket/study (not contacted)"}
+    assert findings["DVC remote"] == {
+        "topic": "DVC remote",
+        "state": "ok",
+        "detail": "shared (default): s3://bucket/study (not contacted)",
+    }
     subprocess.run([*dvc, "remote", "default", "--unset"], cwd=repo_copy, check=True)
     _, findings, _ = doctor(capsys, repo_copy)
     assert findings["DVC remote"]["state"] == "absent"

@@ -31,7 +31,9 @@ def dvc(repo: Path, *args: str) -> str:
 
 def rendered_specs(html: str) -> dict[str, dict]:
     """plot id → the Vega-Lite spec DVC embedded for it."""
-    blocks = re.findall(r'<div id = "([^"]+)">\s*<script type = "text/javascript">\s*var spec = (\{.*?\});\n', html)
+    blocks = re.findall(
+        r'<div id = "([^"]+)">\s*<script type = "text/javascript">\s*var spec = (\{.*?\});\n', html
+    )
     return {plot_id: json.loads(spec) for plot_id, spec in blocks}
 
 
@@ -39,8 +41,11 @@ def test_plots_show_renders_every_plot_with_its_data_and_colours(repo_copy: Path
     out = repo_copy.parent / "plots"
     dvc(repo_copy, "plots", "show", "-o", str(out))
     specs = rendered_specs((out / "index.html").read_text())
-    declared = {name: props for entry in yaml.safe_load((repo_copy / "dvc.yaml").read_text())["plots"]
-                for name, props in entry.items()}
+    declared = {
+        name: props
+        for entry in yaml.safe_load((repo_copy / "dvc.yaml").read_text())["plots"]
+        for name, props in entry.items()
+    }
     assert set(specs) == set(declared)
     rows = list(csv.DictReader((repo_copy / REPORT / "results.csv").open()))
     assert len(rows) == len(load_params(repo_copy / REPORT / "inputs" / "params.yaml").cells()) > 1
@@ -70,7 +75,9 @@ def test_metrics_diff_compares_the_workspace_with_the_last_commit(repo_copy: Pat
     committed = json.loads((repo_copy / REPORT / "summary.json").read_text())
     cli = [sys.executable, "-m", "inference_study.cli"]
     subprocess.run([*cli, "compose", "sweep.backends=[hf_eager]"], cwd=repo_copy, check=True)
-    subprocess.run([*cli, "report", "--results", str(results)], cwd=repo_copy, check=True, capture_output=True)
+    subprocess.run(
+        [*cli, "report", "--results", str(results)], cwd=repo_copy, check=True, capture_output=True
+    )
     rebuilt = json.loads((repo_copy / REPORT / "summary.json").read_text())
     eager_cells = [c for c in load_params(results / "params.yaml").cells() if c.backend == "hf_eager"]
     assert rebuilt["cells_total"] == len(eager_cells) < committed["cells_total"]

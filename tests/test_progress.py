@@ -46,13 +46,23 @@ def child_env(**overrides: str) -> dict[str, str]:
 def run_child(code: str, env: dict[str, str], terminal: bool) -> tuple[str, str]:
     """(stdout, stderr) of `python -c code`, its stderr a pseudo-terminal when `terminal`, else a pipe."""
     if not terminal:
-        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout, done.stderr
     parent_end, child_end = pty.openpty()
-    fcntl.ioctl(child_end, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a real terminal has a width
-    with subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=child_end,
-                          stdin=subprocess.DEVNULL, text=True) as child:
+    fcntl.ioctl(
+        child_end, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0)
+    )  # a real terminal has a width
+    with subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=child_end,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    ) as child:
         os.close(child_end)
         captured = b""
         while True:
@@ -73,7 +83,9 @@ def run_child(code: str, env: dict[str, str], terminal: bool) -> tuple[str, str]
     ("ci", "terminal", "expected_quiet"),
     [("", True, False), ("true", True, True), ("", False, True), ("1", False, True)],
 )
-def test_quiet_decision(monkeypatch: pytest.MonkeyPatch, ci: str, terminal: bool, expected_quiet: bool) -> None:
+def test_quiet_decision(
+    monkeypatch: pytest.MonkeyPatch, ci: str, terminal: bool, expected_quiet: bool
+) -> None:
     monkeypatch.setenv("CI", ci)
 
     class Stream:
@@ -97,7 +109,9 @@ def test_bars_stay_quiet_in_ci_and_off_a_terminal(ci: str | None, terminal: bool
     assert stderr.strip() == ""
 
 
-@pytest.mark.parametrize(("ci", "terminal", "shown"), [(None, True, True), ("true", True, False), (None, False, False)])
+@pytest.mark.parametrize(
+    ("ci", "terminal", "shown"), [(None, True, True), ("true", True, False), (None, False, False)]
+)
 def test_library_bars_follow_the_same_rule(ci: str | None, terminal: bool, shown: bool) -> None:
     env = child_env(CI=ci) if ci else child_env()
     stdout, _ = run_child(LIBRARY_BARS, env, terminal=terminal)

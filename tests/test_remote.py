@@ -50,11 +50,17 @@ def s3_endpoint() -> Iterator[str]:
 
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     with pytest.MonkeyPatch.context() as env:
-        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                            "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
             env.setenv(name, value)
         client = boto3.client("s3", endpoint_url=endpoint)
         deadline = time.monotonic() + 60
@@ -74,7 +80,17 @@ def s3_endpoint() -> Iterator[str]:
 
 def use_s3(repo: Path, endpoint: str, default: bool) -> None:
     """Point a checkout at the S3 remote in its *local* config (endpoint and credentials never committed)."""
-    run(repo, *DVC, "remote", "add", "--local", "--force", *(["-d"] if default else []), "s3", f"s3://{BUCKET}/study")
+    run(
+        repo,
+        *DVC,
+        "remote",
+        "add",
+        "--local",
+        "--force",
+        *(["-d"] if default else []),
+        "s3",
+        f"s3://{BUCKET}/study",
+    )
     run(repo, *DVC, "remote", "modify", "--local", "s3", "endpointurl", endpoint)
 
 
@@ -109,8 +125,11 @@ def digests(root: Path, paths: list[str]) -> dict[str, str]:
 
 
 def shared_files(repo: Path) -> list[str]:
-    return sorted(p.relative_to(repo).as_posix() for p in (repo / "results").rglob("*")
-                  if p.is_file() and p.relative_to(repo).as_posix().startswith(SHARED_PREFIXES))
+    return sorted(
+        p.relative_to(repo).as_posix()
+        for p in (repo / "results").rglob("*")
+        if p.is_file() and p.relative_to(repo).as_posix().startswith(SHARED_PREFIXES)
+    )
 
 
 def run_cache_entries(repo: Path) -> set[str]:
@@ -148,7 +167,9 @@ def test_push_then_a_fresh_clone_pulls_and_rebuilds_the_report(
 
     assert shared_files(clone) == shared
     assert digests(clone, shared) == digests(measured, shared)
-    assert not [p for p in (clone / "results").rglob("*") if p.is_file() and "models" in p.parts], "models stay local"
+    assert not [p for p in (clone / "results").rglob("*") if p.is_file() and "models" in p.parts], (
+        "models stay local"
+    )
     assert run_cache_entries(clone) == run_cache_entries(measured)
 
     monkeypatch.undo()  # the report runs as the user would, with the real HOME (matplotlib's cache)
@@ -159,7 +180,10 @@ def test_push_then_a_fresh_clone_pulls_and_rebuilds_the_report(
         (clone / path).unlink()
     run(clone, sys.executable, "-m", "inference_study.cli", "report")
     assert digests(clone, sorted(committed)) == before, "the rebuilt report differs from the committed one"
-    assert subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True).stdout == ""
+    assert (
+        subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True).stdout
+        == ""
+    )
 
 
 def test_pull_without_allow_missing_fails_only_because_models_stay_local(

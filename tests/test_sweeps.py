@@ -76,20 +76,39 @@ def test_exp_run_composes_grows_and_the_run_cache_restores_old_timings(
     subprocess.run(["git", "remote", "add", "origin", str(bare)], cwd=repo_copy, check=True)
     monkeypatch.setenv("HOME", str(home))  # the shipped default remote is ~/.cache/inference-study/dvc-remote
     run(repo_copy, *DVC, "exp", "push", "origin", "small")
-    (ref,) = subprocess.run(["git", "ls-remote", str(bare)], capture_output=True, text=True, check=True).stdout.split()[1::2]
+    (ref,) = subprocess.run(
+        ["git", "ls-remote", str(bare)], capture_output=True, text=True, check=True
+    ).stdout.split()[1::2]
     assert ref.startswith("refs/exps/") and ref.endswith("/small")
-    lock = yaml.safe_load(subprocess.run(["git", "show", f"{ref}:dvc.lock"], cwd=repo_copy, capture_output=True,
-                                         text=True, check=True).stdout)
-    md5 = next(out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])
-               if out["path"] == f"results/cells/{CELL_1}")
+    lock = yaml.safe_load(
+        subprocess.run(
+            ["git", "show", f"{ref}:dvc.lock"], cwd=repo_copy, capture_output=True, text=True, check=True
+        ).stdout
+    )
+    md5 = next(
+        out["md5"]
+        for stage in lock["stages"].values()
+        for out in stage.get("outs", [])
+        if out["path"] == f"results/cells/{CELL_1}"
+    )
     remote = home / ".cache" / "inference-study" / "dvc-remote"
-    assert (remote / "files" / "md5" / md5[:2] / md5[2:]).read_bytes() == measured, "the experiment's cell was pushed"
+    assert (remote / "files" / "md5" / md5[:2] / md5[2:]).read_bytes() == measured, (
+        "the experiment's cell was pushed"
+    )
 
 
 @pytest.mark.slow
 def test_queued_configurations_become_separate_experiments(repo_copy: Path) -> None:
-    queued = run(repo_copy, *DVC, "exp", "run", "--queue", *EXP_SWEEP,
-                 "-S", "backends.hf_eager.attn_implementation=sdpa,eager")
+    queued = run(
+        repo_copy,
+        *DVC,
+        "exp",
+        "run",
+        "--queue",
+        *EXP_SWEEP,
+        "-S",
+        "backends.hf_eager.attn_implementation=sdpa,eager",
+    )
     assert queued.count("Queued experiment") == 2
     run(repo_copy, *DVC, "queue", "start", "-j", "1")
     deadline = time.monotonic() + 600
@@ -113,8 +132,16 @@ def test_queued_configurations_become_separate_experiments(repo_copy: Path) -> N
     assert all(m["cells_total"] == m["cells_ok"] == 1 for m in finished.values())
 
 
-MULTIRUN = ["stages/model.py", "--config-dir", "conf", "--config-name", "config", "-m",
-            "+cell.model=tiny_llama", "models.tiny_llama.seed=0,1"]
+MULTIRUN = [
+    "stages/model.py",
+    "--config-dir",
+    "conf",
+    "--config-name",
+    "config",
+    "-m",
+    "+cell.model=tiny_llama",
+    "models.tiny_llama.seed=0,1",
+]
 JOB_DIRS = [f"+cell.model=tiny_llama,models.tiny_llama.seed={seed}" for seed in (0, 1)]
 
 
@@ -130,7 +157,10 @@ def multirun_jobs(repo: Path, *extra: str) -> list[Path]:
         weights.add((job / "models" / "tiny_llama" / "model.safetensors").read_bytes())
     assert len(weights) == 2, "each job got its own override"
     assert not (repo / "results").exists(), "ad-hoc runs never write DVC outputs"
-    assert subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout == ""
+    assert (
+        subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout
+        == ""
+    )
     return jobs
 
 
@@ -139,14 +169,21 @@ def test_hydra_multirun_writes_git_ignored_per_override_dirs(repo_copy: Path) ->
     listing = sorted(p.name for p in (repo_copy / "multirun" / "default").iterdir())
     assert listing == sorted([*JOB_DIRS, "multirun.yaml"])
     second = multirun_jobs(repo_copy)
-    assert second == first and sorted(p.name for p in (repo_copy / "multirun" / "default").iterdir()) == listing
+    assert (
+        second == first and sorted(p.name for p in (repo_copy / "multirun" / "default").iterdir()) == listing
+    )
 
 
 def test_submitit_local_launcher_runs_the_same_jobs_all_at_once(repo_copy: Path) -> None:
     jobs = multirun_jobs(repo_copy, "hydra/launcher=submitit_local")
     submitit_logs = list((repo_copy / "multirun" / "default" / ".submitit").rglob("*_log.out"))
     assert len(submitit_logs) == 2, "one submitit job per override set"
-    spans = [((job / ".hydra" / "config.yaml").stat().st_mtime,
-              (job / "models" / "tiny_llama" / "study_model.json").stat().st_mtime) for job in jobs]
+    spans = [
+        (
+            (job / ".hydra" / "config.yaml").stat().st_mtime,
+            (job / "models" / "tiny_llama" / "study_model.json").stat().st_mtime,
+        )
+        for job in jobs
+    ]
     (start_a, end_a), (start_b, end_b) = spans
     assert start_a < end_b and start_b < end_a, f"the local executor ran the jobs concurrently: {spans}"

@@ -56,8 +56,11 @@ def _libraries() -> list[Finding]:
     from inference_study.environment import collect_environment
 
     env = collect_environment()
-    trtllm = (Finding("tensorrt_llm", "ok", env.tensorrt_llm) if env.tensorrt_llm
-              else Finding("tensorrt_llm", "absent", "not installed: TensorRT-LLM backends cannot run here"))
+    trtllm = (
+        Finding("tensorrt_llm", "ok", env.tensorrt_llm)
+        if env.tensorrt_llm
+        else Finding("tensorrt_llm", "absent", "not installed: TensorRT-LLM backends cannot run here")
+    )
     return [Finding("transformers", "ok", env.transformers), trtllm]
 
 
@@ -71,7 +74,9 @@ def _backends() -> list[Finding]:
     findings = []
     for name in BACKEND_SETTINGS:
         reason = backend_class(name).unavailable_reason(device)
-        findings.append(Finding(f"backend {name}", "problem" if reason else "ok", reason or f"can run on {device}"))
+        findings.append(
+            Finding(f"backend {name}", "problem" if reason else "ok", reason or f"can run on {device}")
+        )
     return findings
 
 
@@ -83,10 +88,14 @@ def _remote(root: Path) -> Finding:
         with Repo(str(root)) as repo:
             config = repo.config
     except NotDvcRepoError:
-        return Finding("DVC remote", "problem", f"{root.resolve()} is not a DVC repository (run from the checkout)")
+        return Finding(
+            "DVC remote", "problem", f"{root.resolve()} is not a DVC repository (run from the checkout)"
+        )
     name = config["core"].get("remote")
     if not name:
-        return Finding("DVC remote", "absent", "no default remote: `dvc remote add -d <name> <url>` to share results")
+        return Finding(
+            "DVC remote", "absent", "no default remote: `dvc remote add -d <name> <url>` to share results"
+        )
     if name not in config["remote"]:
         return Finding("DVC remote", "problem", f"core.remote names {name!r}, which is not configured")
     url = config["remote"][name]["url"]
@@ -104,8 +113,12 @@ def _params(root: Path) -> Finding:
     except ConfigError as error:
         return Finding("params.yaml", "problem", str(error))
     if difference:
-        return Finding("params.yaml", "warn", "differs from conf/ defaults (fine inside a `dvc exp run` "
-                       "experiment; otherwise run `inference-study compose`)")
+        return Finding(
+            "params.yaml",
+            "warn",
+            "differs from conf/ defaults (fine inside a `dvc exp run` "
+            "experiment; otherwise run `inference-study compose`)",
+        )
     return Finding("params.yaml", "ok", "matches conf/ defaults")
 
 

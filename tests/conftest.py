@@ -20,14 +20,24 @@ def tracked_files() -> list[str]:
     return [name for name in listing if (REPO_ROOT / name).is_file()]
 
 
-@pytest.fixture
-def repo_copy(tmp_path: Path) -> Path:
-    """A fresh git repository holding the project's files, with no results and no DVC cache."""
-    target = tmp_path / "study"
+def copy_repository(target: Path) -> Path:
+    """A fresh git repository at `target` holding the project's files, with no results and no DVC cache."""
     for name in tracked_files():
         destination = target / name
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / name, destination)
-    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
-        subprocess.run(["git", *args], cwd=target, check=True)
+    subprocess.run(["git", "init", "-q"], cwd=target, check=True)
+    git_commit(target, "copy")
     return target
+
+
+def git_commit(repo: Path, message: str) -> None:
+    """Stage everything git does not ignore and commit it, as a user would after a run."""
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], cwd=repo, check=True)
+
+
+@pytest.fixture
+def repo_copy(tmp_path: Path) -> Path:
+    """A fresh git repository holding the project's files, with no results and no DVC cache."""
+    return copy_repository(tmp_path / "study")

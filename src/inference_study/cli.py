@@ -1,4 +1,4 @@
-"""`inference-study`: compose params.yaml from conf/, check it for drift, rebuild the report."""
+"""`inference-study`: compose params.yaml from conf/, check it for drift, rebuild the report, check the machine."""
 
 from __future__ import annotations
 
@@ -34,10 +34,32 @@ def _report(args: argparse.Namespace) -> int:
 
     params, results = (args.inputs / "params.yaml", args.inputs) if args.inputs else (args.params, args.results)
     study = load_params(params)
+    if not any(cell.result_path(results).is_file() for cell in study.cells()):
+        raise ResultError(f"none of the {len(study.cells())} cells of {params} has a result under {results}/cells/: "
+                          "run `dvc repro`, or `dvc pull --allow-missing` to fetch shared results")
     out_dir = REPORTS_DIR / study.study.name
     headline = build_report(study, results, out_dir, results / ROOFLINE_NAME)
     print(f"wrote {out_dir}/report.md ({headline['cells_ok']} of {headline['cells_total']} cells measured)")
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    """Print every finding; exit 1 when any is a problem (absent optional pieces are not)."""
+    import json
+
+    from tabulate import tabulate
+
+    from inference_study.doctor import diagnose
+
+    findings = diagnose(args.root)
+    if args.json:
+        print(json.dumps([finding.as_dict() for finding in findings], indent=2))
+    else:
+        print(tabulate([(f.topic, f.state, f.detail) for f in findings], headers=["check", "state", "detail"]))
+    problems = [f.topic for f in findings if f.state == "problem"]
+    if problems:
+        print(f"doctor: {len(problems)} problem(s): {', '.join(problems)}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--inputs", type=Path, help="a report's inputs/ folder (e.g. reports/h100/inputs): "
                         "rebuild that report from its committed raw results")
     report.set_defaults(handler=_report)
+    doctor = commands.add_parser("doctor", help="what is installed and usable here: GPU, NVML, torch/CUDA, "
+                                 "transformers, tensorrt_llm, backends, DVC remote, params.yaml")
+    doctor.add_argument("--json", action="store_true", help="print the findings as JSON")
+    doctor.add_argument("--root", type=Path, default=Path("."), help="the study checkout to inspect")
+    doctor.set_defaults(handler=_doctor)
     return parser
 
 

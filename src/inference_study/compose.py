@@ -11,20 +11,28 @@ from pathlib import Path
 
 import yaml
 
-from inference_study.config import PARAMS_FILE, validate_params
+from inference_study.config import PARAMS_FILE, ConfigError, validate_params
 
 CONF_DIR = Path("conf")
 CONFIG_NAME = "config"
 
 
 def compose_yaml(overrides: list[str] | None = None, conf_dir: Path = CONF_DIR) -> str:
-    """The YAML text DVC's Hydra composition writes for these overrides (same calls, same dump)."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
+    """The YAML text DVC's Hydra composition writes for these overrides (same calls, same dump).
 
-    with initialize_config_dir(str(conf_dir.resolve()), version_base=None):
-        cfg = compose(config_name=CONFIG_NAME, overrides=list(overrides or []))
-    OmegaConf.resolve(cfg)
+    A malformed override, an unknown key or group option becomes a ConfigError naming it.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(str(conf_dir.resolve()), version_base=None):
+            cfg = compose(config_name=CONFIG_NAME, overrides=list(overrides or []))
+        OmegaConf.resolve(cfg)
+    except (HydraException, OmegaConfBaseException) as error:
+        raise ConfigError(f"cannot compose {conf_dir}/ with overrides {list(overrides or [])}: {error}") from None
     return OmegaConf.to_yaml(cfg)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from inference_study.config import ConfigError, ModelSpec
+from inference_study.progress import steps
 
 PROVENANCE_FILE = "study_model.json"
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"]
@@ -48,16 +49,20 @@ def build_random_model(spec: ModelSpec, out_dir: Path) -> None:
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
     shape = spec.shape.model_dump(exclude_none=True)
-    tokenizer = build_tokenizer(shape["vocab_size"], spec.max_seq_len)
-    ids = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
-    hf_config = AutoConfig.for_model(spec.architecture, max_position_embeddings=spec.max_seq_len, **ids, **shape)
-    torch.manual_seed(spec.seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"  # init on the GPU when there is one: much faster
-    with torch.device(device):
-        model = AutoModelForCausalLM.from_config(hf_config, dtype=getattr(torch, spec.dtype))
-    model.generation_config = GenerationConfig(**ids)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    with steps(f"random {spec.architecture} model", ["tokenizer", "weights", "save"]) as begin:
+        begin("tokenizer")
+        tokenizer = build_tokenizer(shape["vocab_size"], spec.max_seq_len)
+        begin("weights")
+        ids = {"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0}
+        hf_config = AutoConfig.for_model(spec.architecture, max_position_embeddings=spec.max_seq_len, **ids, **shape)
+        torch.manual_seed(spec.seed)
+        device = "cuda" if torch.cuda.is_available() else "cpu"  # init on the GPU when there is one: much faster
+        with torch.device(device):
+            model = AutoModelForCausalLM.from_config(hf_config, dtype=getattr(torch, spec.dtype))
+        model.generation_config = GenerationConfig(**ids)
+        begin("save")
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
 
 
 def download_hf_model(spec: ModelSpec, out_dir: Path) -> None:

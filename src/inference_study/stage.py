@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from inference_study.config import ConfigError, StudyConfig, validate_params
 from inference_study.models import ModelSourceError
 from inference_study.pipeline import RESULTS_DIR
+from inference_study.progress import configure_library_bars
 from inference_study.results import ResultError
 
 EXPECTED_ERRORS = (ConfigError, ModelSourceError, ResultError)
@@ -28,7 +29,11 @@ StageAction = Callable[[StudyConfig, dict[str, Any], Path], object]
 
 
 def run_stage(cfg: DictConfig, action: StageAction, output_root: Path) -> None:
-    """Validate before any work, run `action`, and turn expected errors into one clear line on stderr."""
+    """Validate before any work, run `action`, and turn expected errors into one clear line on stderr.
+
+    Library progress bars follow the study's rule (quiet in CI and off a terminal) from the start.
+    """
+    configure_library_bars()
     try:
         study, cell = study_from(cfg)
         action(study, cell, output_root)

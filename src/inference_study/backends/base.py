@@ -48,6 +48,14 @@ class Backend(ABC):
         self.dtype = dtype
         self.device = device
 
+    @classmethod
+    def unavailable_reason(cls, device: str) -> str | None:
+        """Why this backend cannot run on `device` on this machine (a missing library or compiler), or None.
+
+        `inference-study doctor` asks every registered backend before any run is planned.
+        """
+        return None
+
     @abstractmethod
     def load(self) -> None:
         """Load weights onto the device; not timed as part of any request."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gc
+import importlib.util
 import time
+from typing import ClassVar
 
 import torch
 from transformers import AutoModelForCausalLM, CompileConfig, GenerationConfig
@@ -41,10 +43,28 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def torch_compile_unavailable(device: str) -> str | None:
+    """torch.compile (Inductor) generates Triton kernels on a GPU and C++ on a CPU: is the tool there?"""
+    if device.startswith("cuda"):
+        return None if importlib.util.find_spec("triton") else "torch.compile on CUDA needs the triton package"
+    from torch._inductor.cpp_builder import get_cpp_compiler
+
+    try:
+        get_cpp_compiler()
+    except Exception as error:  # Inductor raises its own error types when no compiler is found
+        return f"torch.compile on CPU needs a C++ compiler: {type(error).__name__}: {error}"
+    return None
+
+
 class HfGenerate(Backend):
     """Shared body of the transformers backends; subclasses only choose the generation config."""
 
     settings: HfEagerSettings | HfStaticCompiledSettings
+    uses_torch_compile: ClassVar[bool] = False
+
+    @classmethod
+    def unavailable_reason(cls, device: str) -> str | None:
+        return torch_compile_unavailable(device) if cls.uses_torch_compile else None
 
     def load(self) -> None:
         self.model = AutoModelForCausalLM.from_pretrained(
@@ -96,6 +116,7 @@ class HfStaticCompiled(HfGenerate):
         "changes from hf_eager: a static (pre-allocated) KV cache and torch.compile of the decode step"
     )
     settings: HfStaticCompiledSettings
+    uses_torch_compile = True
 
     def generation_config(self, input_len: int, output_len: int) -> GenerationConfig:
         config = super().generation_config(input_len, output_len)

@@ -63,6 +63,7 @@ class HfCompiledLoop(HfGenerate):
         "generate, last-position-only prefill logits, and forward + argmax compiled as one CUDA graph"
     )
     settings: HfCompiledLoopSettings
+    uses_torch_compile = True
 
     def load(self) -> None:
         super().load()

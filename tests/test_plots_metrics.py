@@ -1,0 +1,90 @@
+"""`dvc plots show` renders the study's plots to HTML with the data and the custom templates;
+`dvc metrics show` and `dvc metrics diff` read summary.json. Both run on the committed default report,
+so no pipeline run is needed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from inference_study.config import load_params
+
+DVC = [sys.executable, "-m", "dvc"]
+REPORT = Path("reports") / "default"
+COLOUR_BY = {"by_batch_size": "batch size", "by_backend": "backend"}
+
+
+def dvc(repo: Path, *args: str) -> str:
+    done = subprocess.run([*DVC, *args], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "failed to load" not in done.stdout + done.stderr, done.stdout + done.stderr
+    return done.stdout
+
+
+def rendered_specs(html: str) -> dict[str, dict]:
+    """plot id → the Vega-Lite spec DVC embedded for it."""
+    blocks = re.findall(
+        r'<div id = "([^"]+)">\s*<script type = "text/javascript">\s*var spec = (\{.*?\});\n', html
+    )
+    return {plot_id: json.loads(spec) for plot_id, spec in blocks}
+
+
+def test_plots_show_renders_every_plot_with_its_data_and_colours(repo_copy: Path) -> None:
+    out = repo_copy.parent / "plots"
+    dvc(repo_copy, "plots", "show", "-o", str(out))
+    specs = rendered_specs((out / "index.html").read_text())
+    declared = {
+        name: props
+        for entry in yaml.safe_load((repo_copy / "dvc.yaml").read_text())["plots"]
+        for name, props in entry.items()
+    }
+    assert set(specs) == set(declared)
+    rows = list(csv.DictReader((repo_copy / REPORT / "results.csv").open()))
+    assert len(rows) == len(load_params(repo_copy / REPORT / "inputs" / "params.yaml").cells()) > 1
+    for name, props in declared.items():
+        spec = specs[name]
+        (y_field,) = props["y"].values()
+        values = spec["data"]["values"]
+        assert [(v[props["x"]], v[y_field], v["batch_size"], v["backend"]) for v in values] == [
+            (r[props["x"]], r[y_field], r["batch_size"], r["backend"]) for r in rows
+        ]
+        assert spec["encoding"]["x"]["field"] == props["x"] and spec["encoding"]["y"]["field"] == y_field
+        assert spec["encoding"]["color"]["field"] == COLOUR_BY[props["template"]]
+        assert spec["title"] == props["title"]
+
+
+def test_metrics_show_reads_summary_json(repo_copy: Path) -> None:
+    shown = json.loads(dvc(repo_copy, "metrics", "show", "--json"))
+    (workspace,) = shown.values()
+    metrics = workspace["data"][str(REPORT / "summary.json")]["data"]
+    assert metrics == json.loads((repo_copy / REPORT / "summary.json").read_text())
+
+
+def test_metrics_diff_compares_the_workspace_with_the_last_commit(repo_copy: Path) -> None:
+    """Rebuild the default report for one backend from its committed inputs: the diff shows what changed."""
+    results = repo_copy.parent / "results"
+    shutil.copytree(repo_copy / REPORT / "inputs", results)
+    committed = json.loads((repo_copy / REPORT / "summary.json").read_text())
+    cli = [sys.executable, "-m", "inference_study.cli"]
+    subprocess.run([*cli, "compose", "sweep.backends=[hf_eager]"], cwd=repo_copy, check=True)
+    subprocess.run(
+        [*cli, "report", "--results", str(results)], cwd=repo_copy, check=True, capture_output=True
+    )
+    rebuilt = json.loads((repo_copy / REPORT / "summary.json").read_text())
+    eager_cells = [c for c in load_params(results / "params.yaml").cells() if c.backend == "hf_eager"]
+    assert rebuilt["cells_total"] == len(eager_cells) < committed["cells_total"]
+
+    diff = json.loads(dvc(repo_copy, "metrics", "diff", "--json"))[str(REPORT / "summary.json")]
+    old, new = committed["cells_total"], rebuilt["cells_total"]
+    assert diff["cells_total"] == {"old": old, "new": new, "diff": new - old}
+    assert diff["tiny_llama.hf_compiled_loop.max_output_tokens_per_s"]["new"] is None
+    unchanged = "tiny_llama.hf_eager.max_output_tokens_per_s"
+    assert unchanged not in diff and committed[unchanged] == rebuilt[unchanged]

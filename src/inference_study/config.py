@@ -15,7 +15,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from inference_study.backends.registry import BACKEND_SETTINGS
+from inference_study.backends.registry import BACKEND_SETTINGS, TRTLLM_PYTORCH, engine_backend, engine_profile
+from inference_study.trtllm.settings import TrtllmEngineSettings, TrtllmSection
 
 Dtype = Literal["float32", "float16", "bfloat16"]
 PARAMS_FILE = Path("params.yaml")
@@ -135,6 +136,7 @@ class StudyConfig(Strict):
     backends: dict[str, dict[str, Any]]
     bench: BenchSettings
     sweep: SweepSettings
+    trtllm: TrtllmSection = Field(default_factory=TrtllmSection)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> StudyConfig:
@@ -144,6 +146,14 @@ class StudyConfig(Strict):
         for name in self.sweep.backends:
             if name not in BACKEND_SETTINGS:
                 raise ValueError(f"sweep.backends: unknown backend {name!r}; allowed: {sorted(BACKEND_SETTINGS)}")
+        for key in ("models", "pytorch_models"):
+            outside = [name for name in getattr(self.trtllm, key) if name not in self.sweep.models]
+            if outside:
+                raise ValueError(f"trtllm.{key}: {outside} not in sweep.models (TensorRT-LLM cells are compared "
+                                 f"with the PyTorch rungs of the same model); allowed: {self.sweep.models}")
+        problems = self.trtllm.sweep_errors(self.sweep.batch_sizes, self.sweep.input_lens, self.sweep.output_lens)
+        if problems:
+            raise ValueError("\n".join(problems))
         for name, settings in self.backends.items():
             if name not in BACKEND_SETTINGS:
                 raise ValueError(f"backends.{name}: unknown backend; allowed: {sorted(BACKEND_SETTINGS)}")
@@ -162,7 +172,17 @@ class StudyConfig(Strict):
         return self
 
     def backend_settings(self, name: str) -> BaseModel:
-        """The typed settings of one backend (its defaults when params.yaml gives none)."""
+        """The typed settings of one backend (its defaults when params.yaml gives none).
+
+        TensorRT-LLM settings come from the `trtllm` section; an engine backend's `engine_dir` is set by
+        the trtllm_bench stage (`trtllm.stages.engine_view`), which measures one model's engine.
+        """
+        if name == TRTLLM_PYTORCH:
+            return self.trtllm.pytorch
+        profile = engine_profile(name)
+        if profile is not None:
+            return TrtllmEngineSettings(profile=profile, build=self.trtllm.profiles[profile],
+                                        kv_cache=self.trtllm.kv_cache, **self.backends.get(name, {}))
         return BACKEND_SETTINGS[name].model_validate(self.backends.get(name, {}))
 
     def cells(self) -> list[Cell]:
@@ -176,6 +196,23 @@ class StudyConfig(Strict):
             for i in s.input_lens
             for o in s.output_lens
         ]
+
+    def trtllm_cells(self) -> list[Cell]:
+        """The TensorRT-LLM cells: every engine profile of `trtllm.models`, and `trtllm.pytorch_models`."""
+        backends = [(m, engine_backend(p)) for m in self.trtllm.models for p in self.trtllm.engines]
+        backends += [(m, TRTLLM_PYTORCH) for m in self.trtllm.pytorch_models]
+        s = self.sweep
+        return [
+            Cell(model=m, backend=b, batch_size=bs, input_len=i, output_len=o)
+            for m, b in backends
+            for bs in s.batch_sizes
+            for i in s.input_lens
+            for o in s.output_lens
+        ]
+
+    def all_cells(self) -> list[Cell]:
+        """The PyTorch cells, then the TensorRT-LLM cells: everything the report shows."""
+        return self.cells() + self.trtllm_cells()
 
     def validate_cell(self, raw: dict[str, Any]) -> Cell:
         """Check cell coordinates given on the command line against this study's models and backends."""

@@ -8,9 +8,14 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import sys
 from importlib import metadata
 
 from pydantic import BaseModel, ConfigDict
+
+# Recorded instead of a version when the `tensorrt_llm` in this process is a test stand-in: results
+# carrying it are refused by results.py, so they can never be reported as TensorRT-LLM measurements.
+STAND_IN_MARK = "stand-in (records calls, measures nothing)"
 
 
 class Environment(BaseModel):
@@ -36,6 +41,14 @@ def _version(package: str) -> str | None:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
         return None
+
+
+def _tensorrt_llm_version() -> str | None:
+    """The installed TensorRT-LLM version, or the stand-in mark when a test stand-in is loaded."""
+    module = sys.modules.get("tensorrt_llm")
+    if getattr(module, "IS_STAND_IN", False):
+        return f"{module.__version__} {STAND_IN_MARK}"
+    return _version("tensorrt_llm") or _version("tensorrt-llm")
 
 
 def _cpu_model() -> str:
@@ -77,7 +90,7 @@ def collect_environment() -> Environment:
         cuda=torch.version.cuda if torch.cuda.is_available() else None,
         torch=torch.__version__,
         transformers=_version("transformers") or "absent",
-        tensorrt_llm=_version("tensorrt_llm") or _version("tensorrt-llm"),
+        tensorrt_llm=_tensorrt_llm_version(),
         python=platform.python_version(),
         cpu=_cpu_model(),
         os=f"{platform.system()} {platform.machine()}",

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from inference_study.backends.registry import backend_class  # noqa: E402
+from inference_study.backends.registry import backend_class, engine_profile, is_trtllm  # noqa: E402
 from inference_study.config import Cell, StudyConfig  # noqa: E402
 from inference_study.equivalence import equivalence_table  # noqa: E402
 from inference_study.results import CellResult, ResultError, read_result, write_json_atomic, write_result  # noqa: E402
@@ -41,7 +41,7 @@ def load_cells(study: StudyConfig, results_dir: Path) -> list[tuple[Cell, CellRe
     A corrupt or foreign file is an error naming the file: it is never averaged in.
     """
     loaded = []
-    for cell in study.cells():
+    for cell in study.all_cells():
         path = cell.result_path(results_dir)
         if not path.exists():
             loaded.append((cell, None))
@@ -434,6 +434,7 @@ def render_markdown(
             index=["model", "batch_size", "input_len", "output_len"], columns="backend", values="speedup"
         ).reset_index()
         lines += [table.to_markdown(index=False, floatfmt=".2f", missingval="—"), ""]
+    lines += trtllm_section(study, frame)
     lines += _null_reasons_section(loaded)
     lines += ["## Setup versus measurement (seconds)", ""]
     share = setup_share_pct(frame)
@@ -443,6 +444,78 @@ def render_markdown(
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.relative_to(out_dir).as_posix()})" for p in figures] + [""]
     lines += _roofline_section(roofline) + _environment_section(loaded) + _configuration_section(study)
     return "\n".join(lines)
+
+
+TRTLLM_DOCS = "docs/tensorrt-llm.md"
+COMPARED_METRICS = {  # column, label, whether larger is better
+    "output_tokens_per_s": ("output tokens/s", True),
+    "e2e_p50_ms": ("E2E latency P50 (ms)", False),
+}
+
+
+def _versus_pytorch(measured: pd.DataFrame, rungs: list[str], trtllm_backend: str, column: str,
+                    larger_is_better: bool) -> pd.DataFrame:
+    """One TensorRT-LLM backend's `column` beside every PyTorch rung's, per shape, with its speedup over
+    the baseline and over the best PyTorch rung at that shape (seed 002's table, for every shape)."""
+    keys = ["batch_size", "input_len", "output_len"]
+    pytorch = measured[measured["backend"].isin(rungs)].pivot_table(index=keys, columns="backend", values=column)
+    pytorch = pytorch[[rung for rung in rungs if rung in pytorch]]
+    ours = measured[measured["backend"] == trtllm_backend].set_index(keys)[column].rename(trtllm_backend)
+    table = pytorch.join(ours, how="right")
+    best = pytorch.idxmax(axis=1) if larger_is_better else pytorch.idxmin(axis=1)
+    table["best PyTorch"] = best.reindex(table.index)
+    best_value = pytorch.max(axis=1) if larger_is_better else pytorch.min(axis=1)
+    ratio = (lambda other: ours / other) if larger_is_better else (lambda other: other / ours)
+    if BASELINE in pytorch:
+        table[f"× {BASELINE}"] = ratio(pytorch[BASELINE]).reindex(table.index)
+    table["× best PyTorch"] = ratio(best_value).reindex(table.index)
+    return table.reset_index()
+
+
+def _trtllm_not_measured(trtllm: pd.DataFrame) -> list[str]:
+    """Each enabled TensorRT-LLM backend without a usable cell, with what its cells are instead."""
+    lines = []
+    for (model, backend), group in trtllm.groupby(["model", "backend"], sort=True):
+        if _measured(group).empty:
+            counts = group["status"].value_counts().to_dict()
+            shown = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+            lines.append(f"- `{backend}` on `{model}`: no usable measurement ({shown}); missing cells have not run "
+                         "yet, the others are listed above with their errors or verdicts.")
+    return lines
+
+
+def trtllm_section(study: StudyConfig, frame: pd.DataFrame) -> list[str]:
+    """TensorRT-LLM beside every PyTorch rung with its speedups, or why there are no TensorRT-LLM numbers.
+
+    Only measured cells appear; a TensorRT-LLM number always comes from a result file whose environment
+    records an installed TensorRT-LLM (results.py refuses anything else).
+    """
+    lines = ["## TensorRT-LLM", ""]
+    if not study.trtllm.enabled_flows:
+        return lines + [
+            "Not run: this study enables no TensorRT-LLM backend (`trtllm.models` and `trtllm.pytorch_models` "
+            "are empty, as in every preset that leaves TensorRT-LLM out, because it needs NVIDIA's "
+            f"TensorRT-LLM package on a GPU). `study=h100_trtllm` enables it; see `{TRTLLM_DOCS}`.", ""]
+    trtllm = frame[frame["backend"].map(is_trtllm)]
+    measured = _measured(frame)
+    lines += ["Backends:", ""]
+    for backend in sorted(trtllm["backend"].unique()):
+        settings = json.dumps(study.backend_settings(backend).model_dump(exclude={"engine_dir"}))
+        lines.append(f"- `{backend}`: {backend_class(backend).description}. Settings `{settings}`")
+    lines += [""] + _trtllm_not_measured(trtllm)
+    queued = [name for name in trtllm["backend"].unique() if engine_profile(name)
+              and study.trtllm.profiles[engine_profile(name)].purpose == "latency"]
+    if queued and max(study.sweep.batch_sizes) > 1:
+        lines += ["", f"Latency engines ({', '.join(f'`{n}`' for n in sorted(queued))}) hold one request at a "
+                  "time: at a larger batch the other requests queue, so those rows measure serial service."]
+    for (model, backend), _ in measured[measured["backend"].map(is_trtllm)].groupby(["model", "backend"]):
+        for column, (label, larger_is_better) in COMPARED_METRICS.items():
+            table = _versus_pytorch(measured[measured["model"] == model], study.sweep.backends, backend, column,
+                                    larger_is_better)
+            lines += ["", f"### `{backend}` against the PyTorch rungs: {model}, {label}", "",
+                      table.to_markdown(index=False, floatfmt=".3g", missingval="—")]
+    return lines + ["", "— : that rung has no usable measurement at that shape (missing, out of memory, failed, "
+                    "or a `fail` verdict; see Validity). Speedups divide measured values of the same shape only.", ""]
 
 
 def load_roofline(path: Path) -> Roofline | None:

@@ -10,8 +10,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from inference_study.backends.registry import is_trtllm
 from inference_study.config import Cell
-from inference_study.environment import Environment
+from inference_study.environment import STAND_IN_MARK, Environment
 from inference_study.gpu import GpuUsage
 from inference_study.metrics import Headline, Latency, Throughput
 from inference_study.validity import Verdict
@@ -133,8 +134,19 @@ class CellResult(Record):
         return names
 
 
+def check_trtllm_provenance(path: Path, result: CellResult) -> None:
+    """A TensorRT-LLM backend's result must come from an installed TensorRT-LLM, never a stand-in or none."""
+    version = result.environment.tensorrt_llm
+    if is_trtllm(result.backend.name) and (version is None or STAND_IN_MARK in version):
+        raise ResultError(
+            f"{path}: a {result.backend.name} result recorded tensorrt_llm={version!r}; only results measured "
+            "with an installed TensorRT-LLM are accepted as TensorRT-LLM results"
+        )
+
+
 def write_result(path: Path, result: CellResult) -> None:
     """Validate, then write atomically."""
+    check_trtllm_provenance(path, result)
     write_text_atomic(path, CellResult.model_validate(result.model_dump()).model_dump_json(indent=2) + "\n")
 
 
@@ -171,9 +183,11 @@ def read_result(path: Path) -> CellResult:
             f"{path}: schema_version {found!r} is not one of {READABLE_VERSIONS}: not a result of this study"
         )
     try:
-        return CellResult.model_validate(upgrade_v1(raw) if raw["schema_version"] == 1 else raw)
+        result = CellResult.model_validate(upgrade_v1(raw) if raw["schema_version"] == 1 else raw)
     except ValidationError as error:
         raise ResultError(f"{path}: does not match the result schema:\n{error}") from None
+    check_trtllm_provenance(path, result)
+    return result
 
 
 SCHEMA_1_GAP = "recorded with result schema 1, before this was measured"

@@ -32,10 +32,15 @@ def run_stage(cfg: DictConfig, action: StageAction, output_root: Path) -> None:
     """Validate before any work, run `action`, and turn expected errors into one clear line on stderr.
 
     Library progress bars follow the study's rule (quiet in CI and off a terminal) from the start.
+    Every stage also checks that a study enabling TensorRT-LLM runs where TensorRT-LLM can: whichever
+    stage DVC starts first stops the run before any work, with the install route.
     """
+    from inference_study.trtllm.version import installed_version, preflight
+
     configure_library_bars()
     try:
         study, cell = study_from(cfg)
+        preflight(study.trtllm.enabled_flows, installed_version(), study.study.name)
         action(study, cell, output_root)
     except EXPECTED_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)

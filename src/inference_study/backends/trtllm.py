@@ -1,0 +1,121 @@
+"""TensorRT-LLM backends: a built engine (`trtllm_engine_<profile>`) and the LLM API's PyTorch backend.
+
+Both run the version's `LLM` class chosen by `trtllm.version.band_for` and are timed the way the
+PyTorch rungs are: every request is streamed (`generate_async(streaming=True)`) and each token gets
+a host timestamp when it arrives, so TTFT, ITL, TPOT and E2E come from the same clock and the same
+definitions. TensorRT-LLM allocates outside torch's caching allocator, so memory comes from NVML.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import abstractmethod
+import json
+import time
+from pathlib import Path
+from typing import ClassVar
+
+from inference_study.backends.base import Backend, BackendSettings, Generation
+from inference_study.config import ConfigError
+from inference_study.trtllm.calls import (
+    COMPLETION_OUTPUT_READS, KV_CACHE_CONFIG, REQUEST_OUTPUT_READS, SAMPLING_PARAMS, SHUTDOWN_ARGS,
+    engine_llm_kwargs, generate_async_kwargs, kv_cache_kwargs, pytorch_llm_kwargs, sampling_kwargs,
+)
+from inference_study.trtllm.settings import TrtllmEngineSettings, TrtllmPytorchSettings
+from inference_study.trtllm.version import Band, Flow, band_for, import_tensorrt_llm, resolve
+
+(OUTPUTS,) = REQUEST_OUTPUT_READS
+(TOKEN_IDS,) = COMPLETION_OUTPUT_READS
+
+
+def special_ids(model_dir: Path) -> tuple[int, int]:
+    """(end_id, pad_id) from config.json: without a tokenizer TensorRT-LLM needs them given explicitly."""
+    config = json.loads((model_dir / "config.json").read_text())
+    eos = config.get("eos_token_id")
+    end_id = eos[0] if isinstance(eos, list) else eos
+    if end_id is None:
+        raise ConfigError(f"{model_dir}/config.json has no eos_token_id; TensorRT-LLM needs an end id")
+    pad = config.get("pad_token_id")
+    return end_id, end_id if pad is None else pad
+
+
+async def _stream(request: object) -> tuple[list[int], list[float]]:
+    """One request's generated ids and, per token, when it reached the host (several in one update share it)."""
+    times: list[float] = []
+    async for update in request:
+        produced = len(getattr(getattr(update, OUTPUTS)[0], TOKEN_IDS))
+        now = time.perf_counter()
+        times.extend([now] * (produced - len(times)))
+    return list(getattr(getattr(request, OUTPUTS)[0], TOKEN_IDS)), times
+
+
+class TrtllmBackend(Backend):
+    """Shared body: load the version's `LLM`, stream every request of a batch concurrently, shut down."""
+
+    flow: ClassVar[Flow]
+    memory_seen_by_torch_allocator = False
+
+    def __init__(self, settings: BackendSettings, model_dir: Path, dtype: str, device: str):
+        super().__init__(settings, model_dir, dtype, device)
+        self.llm: object | None = None
+        self.band: Band | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    @abstractmethod
+    def llm_kwargs(self, kv_cache_config: object) -> dict[str, object]:
+        """Keywords of this flow's `LLM` class."""
+
+    def load(self) -> None:
+        self.band = band_for(import_tensorrt_llm().__version__, self.flow)
+        kv_cache_config = resolve(KV_CACHE_CONFIG)(**kv_cache_kwargs(self.settings.kv_cache))
+        # One event loop for the backend's life: results created inside it deliver their updates to it.
+        self.loop = asyncio.new_event_loop()
+        self.llm = resolve(self.band.llm_class_path(self.flow))(**self.llm_kwargs(kv_cache_config))
+        self.end_id, self.pad_id = special_ids(self.model_dir)
+
+    def generate(self, input_ids: list[list[int]], output_len: int) -> Generation:
+        params = resolve(SAMPLING_PARAMS)(**sampling_kwargs(output_len, self.end_id, self.pad_id))
+        return self.loop.run_until_complete(self._batch(input_ids, params))
+
+    async def _batch(self, input_ids: list[list[int]], params: object) -> Generation:
+        """Submit every request at once (the executor batches them in flight), then collect the streams."""
+        start = time.perf_counter()
+        requests = [self.llm.generate_async(**generate_async_kwargs(ids, params)) for ids in input_ids]
+        streams = await asyncio.gather(*(_stream(request) for request in requests))
+        return Generation(output_ids=[ids for ids, _ in streams], start=start,
+                          token_times=[times for _, times in streams])
+
+    def release(self) -> None:
+        if self.llm is not None:
+            getattr(self.llm, self.band.shutdown)(*SHUTDOWN_ARGS[self.band.shutdown])
+            self.llm = None
+        if self.loop is not None:
+            self.loop.close()
+            self.loop = None
+
+
+class TrtllmEngine(TrtllmBackend):
+    name = "trtllm_engine"
+    description = (
+        "a TensorRT engine built by trtllm-build for one profile, run by the version's TensorRT-engine LLM "
+        "(in-flight batching; batches above the engine's max_batch_size queue)"
+    )
+    flow = "engine"
+    settings: TrtllmEngineSettings
+
+    def llm_kwargs(self, kv_cache_config: object) -> dict[str, object]:
+        engine_dir = self.settings.engine_dir
+        if engine_dir is None or not (Path(engine_dir) / "config.json").is_file():
+            raise ConfigError(f"engine of profile {self.settings.profile!r} not found at {engine_dir!r}: "
+                              "engines are built by the trtllm_build stage (`dvc repro trtllm_build`)")
+        return engine_llm_kwargs(Path(engine_dir), kv_cache_config)
+
+
+class TrtllmPytorch(TrtllmBackend):
+    name = "trtllm_pytorch"
+    description = "TensorRT-LLM's LLM API with its PyTorch backend (1.x default LLM): HF weights, no engine build"
+    flow = "pytorch"
+    settings: TrtllmPytorchSettings
+
+    def llm_kwargs(self, kv_cache_config: object) -> dict[str, object]:
+        return pytorch_llm_kwargs(self.model_dir, self.dtype, self.settings, kv_cache_config)

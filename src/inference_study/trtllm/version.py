@@ -1,0 +1,142 @@
+"""Which TensorRT-LLM flow the installed version takes, and a clear stop where the contract does not cover it.
+
+The API contract (tests/data/trtllm-api-contract.json) records names at four points: 0.12.0 (build
+flags only), 0.15.0, 1.2.x and main-2026. A version band is supported when every name the code
+passes is recorded for it; a band between two recorded points (0.16 to 0.21) may only use names
+recorded at both ends. 0.12 to 0.14 are not supported: the contract has no LLM-API runtime names
+for them. TensorRT-LLM's newest main (1.3 on) removed the TensorRT engine flow (trtllm-build, the
+convert scripts, `tensorrt_llm._tensorrt_engine.LLM`); only `trtllm_pytorch` runs there.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from importlib import metadata
+from types import ModuleType
+from typing import Literal
+
+from packaging.version import InvalidVersion, Version
+
+from inference_study.config import ConfigError
+
+Flow = Literal["engine", "pytorch"]
+FLOW_BACKENDS = {"engine": "trtllm_engine_<profile> (trtllm.models)", "pytorch": "trtllm_pytorch (trtllm.pytorch_models)"}
+INSTALL_ROUTE = (
+    "install TensorRT-LLM from NVIDIA: run the study inside NVIDIA's release container "
+    "(docker run --gpus all --ipc host -it nvcr.io/nvidia/tensorrt-llm/release:1.2.1), or "
+    "`pip install tensorrt_llm==1.2.1` on Linux with CUDA and libopenmpi-dev (0.x wheels: add "
+    "--extra-index-url https://pypi.nvidia.com); see docs/tensorrt-llm.md"
+)
+PRESET_WITHOUT_TRTLLM = (
+    "to run the study without TensorRT-LLM, compose a preset that leaves it out: "
+    "`inference-study compose study=h100` (GPU) or `inference-study compose` (the default study)"
+)
+
+
+class TrtllmUnavailable(ConfigError):
+    """The study enables TensorRT-LLM, but this machine cannot run it; the message says how to proceed."""
+
+
+@dataclass(frozen=True)
+class Band:
+    """A range of TensorRT-LLM versions that take the same names, and where those names are recorded."""
+
+    name: str
+    low: tuple[int, int]
+    high: tuple[int, int]
+    contract_labels: tuple[str, ...]
+    engine_llm: str | None
+    pytorch_llm: str | None
+    shutdown: str
+    convert_dirs: tuple[str, ...]
+
+    def covers(self, release: tuple[int, int]) -> bool:
+        return self.low <= release < self.high
+
+    def llm_class_path(self, flow: Flow) -> str | None:
+        return self.engine_llm if flow == "engine" else self.pytorch_llm
+
+
+BANDS = (
+    Band("0.15", (0, 15), (0, 16), ("0.15.0",), "tensorrt_llm.LLM", None, "__exit__", ("{arch}",)),
+    Band("0.16-0.21", (0, 16), (1, 0), ("0.15.0", "1.2.x"), "tensorrt_llm.LLM", None, "__exit__",
+         ("models/core/{arch}", "{arch}")),
+    Band("1.0-1.2", (1, 0), (1, 3), ("1.2.x",), "tensorrt_llm._tensorrt_engine.LLM", "tensorrt_llm.LLM",
+         "shutdown", ("models/core/{arch}",)),
+    Band("1.3-1.4 (main-2026)", (1, 3), (1, 5), ("main-2026",), None, "tensorrt_llm.LLM", "shutdown", ()),
+)
+
+
+def supported_range(flow: Flow) -> str:
+    """The versions a flow runs on, e.g. `0.15 <= version < 1.3`."""
+    bands = [band for band in BANDS if band.llm_class_path(flow)]
+    low, high = bands[0].low, bands[-1].high
+    return f"{low[0]}.{low[1]} <= version < {high[0]}.{high[1]}"
+
+
+def _release(version: str) -> tuple[int, int]:
+    """(major, minor) of a version string; pre-releases count as their release (1.3.0rc4 is 1.3)."""
+    try:
+        release = Version(version).release
+    except InvalidVersion:
+        raise TrtllmUnavailable(f"tensorrt_llm reports version {version!r}, which is not a version number") from None
+    return (release + (0,))[:2]
+
+
+def band_for(version: str, flow: Flow) -> Band:
+    """The band of `version` that runs `flow`, or an error naming the supported range."""
+    release = _release(version)
+    band = next((b for b in BANDS if b.covers(release)), None)
+    if band is not None and band.llm_class_path(flow):
+        return band
+    if band is not None and flow == "engine":
+        raise TrtllmUnavailable(
+            f"tensorrt_llm {version} has no TensorRT engine flow: TensorRT-LLM removed trtllm-build, the "
+            "convert_checkpoint.py scripts and tensorrt_llm._tensorrt_engine.LLM after 1.2 "
+            "(docs/source/legacy/tensorrt-backend-removal.md in NVIDIA/TensorRT-LLM). Measure it with "
+            f"trtllm_pytorch (trtllm.pytorch_models) and set trtllm.models=[], or install a version with "
+            f"{supported_range('engine')}"
+        )
+    raise TrtllmUnavailable(
+        f"tensorrt_llm {version} is outside what the API contract covers for {FLOW_BACKENDS[flow]}: "
+        f"supported {supported_range(flow)}"
+    )
+
+
+def installed_version() -> str | None:
+    """tensorrt_llm's version from package metadata, without importing it (an import takes seconds)."""
+    for distribution in ("tensorrt_llm", "tensorrt-llm"):
+        try:
+            return metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def preflight(flows: list[Flow], version: str | None, study_name: str) -> None:
+    """Stop a study that enables TensorRT-LLM flows this machine cannot run, before any stage does work."""
+    if not flows:
+        return
+    if version is None:
+        enabled = ", ".join(FLOW_BACKENDS[flow] for flow in flows)
+        raise TrtllmUnavailable(
+            f"study {study_name!r} enables TensorRT-LLM ({enabled}), but tensorrt_llm is not installed here: "
+            f"{INSTALL_ROUTE}. Or, {PRESET_WITHOUT_TRTLLM}"
+        )
+    for flow in flows:
+        band_for(version, flow)
+
+
+def import_tensorrt_llm() -> ModuleType:
+    """The `tensorrt_llm` module, or an error with the install route."""
+    try:
+        return importlib.import_module("tensorrt_llm")
+    except ImportError as error:
+        raise TrtllmUnavailable(f"cannot import tensorrt_llm ({error}): {INSTALL_ROUTE}") from None
+
+
+def resolve(path: str) -> object:
+    """An attribute named by its dotted path, e.g. `tensorrt_llm._tensorrt_engine.LLM`."""
+    module_name, _, attribute = path.rpartition(".")
+    return getattr(importlib.import_module(module_name), attribute)

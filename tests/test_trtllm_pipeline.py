@@ -1,0 +1,55 @@
+"""The TensorRT-LLM stages in the real dvc.yaml: absent from the default DAG, present when a preset enables
+them, and a `dvc repro` that enables them without tensorrt_llm stops before any stage does work."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from inference_study.trtllm.version import installed_version
+
+TRTLLM_STAGE = re.compile(r"^(trtllm_\w+)@(\S+)", re.MULTILINE)
+
+
+def run(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """A command in the repository copy, importing the copy's own sources."""
+    env = os.environ | {"PYTHONPATH": str(repo / "src"),
+                        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return subprocess.run(list(args), cwd=repo, capture_output=True, text=True, env=env)
+
+
+def stages(repo: Path, *overrides: str) -> set[str]:
+    composed = run(repo, sys.executable, "-m", "inference_study.cli", "compose", *overrides)
+    assert composed.returncode == 0, composed.stderr
+    listed = run(repo, sys.executable, "-m", "dvc", "stage", "list")
+    assert listed.returncode == 0, listed.stderr
+    return {f"{name}@{item}" for name, item in TRTLLM_STAGE.findall(listed.stdout)}
+
+
+def test_default_and_h100_dags_have_no_trtllm_stage(repo_copy: Path) -> None:
+    assert stages(repo_copy) == set()
+    assert stages(repo_copy, "study=h100") == set()
+
+
+def test_trtllm_preset_adds_convert_build_and_bench_stages(repo_copy: Path) -> None:
+    assert stages(repo_copy, "study=h100_trtllm_paged_kv") == {
+        "trtllm_convert@tinyllama_1b",
+        "trtllm_build@tinyllama_1b-throughput", "trtllm_build@tinyllama_1b-throughput_contiguous",
+        "trtllm_bench_engine@tinyllama_1b-throughput", "trtllm_bench_engine@tinyllama_1b-throughput_contiguous",
+    }
+    assert len(stages(repo_copy, "study=h100_trtllm")) == 2 * (1 + 2 + 2 + 1)
+
+
+@pytest.mark.skipif(installed_version() is not None, reason="tensorrt_llm is installed here")
+def test_repro_with_trtllm_enabled_but_not_installed_stops_before_any_work(repo_copy: Path) -> None:
+    stages(repo_copy, "study=h100_trtllm")
+    done = run(repo_copy, sys.executable, "-m", "dvc", "repro")
+    assert done.returncode != 0
+    assert "tensorrt_llm is not installed" in done.stderr and "nvcr.io/nvidia/tensorrt-llm/release" in done.stderr
+    assert "study=h100" in done.stderr
+    assert not (repo_copy / "results").exists(), "a stage did work before the TensorRT-LLM check"

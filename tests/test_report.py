@@ -124,3 +124,17 @@ def test_a_failed_verdict_never_feeds_a_speedup(study: StudyConfig, results_dir:
     assert "tiny_llama.hf_static_compiled.speedup_over_hf_eager_geomean" not in headline
     text = (out / "report.md").read_text()
     assert "memory blind" in text and "Verdicts: 2 fail, 2 warn" in text  # the OOM cell fails too
+
+
+def test_cells_from_another_environment_give_no_speedup(study: StudyConfig, results_dir: Path, tmp_path: Path) -> None:
+    from inference_study.environment import collect_environment
+
+    static_b1 = next(c for c in study.cells() if c.backend == "hf_static_compiled" and c.batch_size == 1)
+    elsewhere = collect_environment().model_copy(update={"torch": "0.0.0-another-build"})
+    write_result(static_b1.result_path(results_dir), make_result(static_b1, step_s=0.005, environment=elsewhere))
+    out = tmp_path / "report"
+    headline = _build(study, results_dir, out)
+    assert "tiny_llama.hf_static_compiled.speedup_over_hf_eager_geomean" not in headline
+    text = (out / "report.md").read_text()
+    assert "ran in another environment than their `hf_eager` cell" in text
+    assert elsewhere.fingerprint in text and "cells were measured in 2 different environments" in text

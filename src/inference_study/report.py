@@ -129,16 +129,36 @@ def _measured(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[(frame["status"] == "ok") & (frame["verdict"] != "fail")]
 
 
-def speedups(frame: pd.DataFrame) -> pd.DataFrame:
-    """Output tok/s of each backend over the baseline on the same model and shape (ok cells only)."""
+SPEEDUP_KEYS = ["model", "batch_size", "input_len", "output_len"]
+
+
+def _paired_with_baseline(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each comparable cell beside the baseline cell of the same model and shape."""
     ok = _measured(frame)
-    keys = ["model", "batch_size", "input_len", "output_len"]
     if ok.empty or BASELINE not in set(ok["backend"]):
-        return pd.DataFrame(columns=[*keys, "backend", "speedup"])
-    base = ok[ok["backend"] == BASELINE].set_index(keys)["output_tokens_per_s"]
-    joined = ok.join(base.rename("baseline_tokens_per_s"), on=keys, how="inner")
-    joined["speedup"] = joined["output_tokens_per_s"] / joined["baseline_tokens_per_s"]
-    return joined[keys + ["backend", "speedup"]]
+        return pd.DataFrame(columns=[*SPEEDUP_KEYS, "backend", "speedup", "same_environment",
+                                     "environment_fingerprint", "baseline_environment_fingerprint"])
+    base = ok[ok["backend"] == BASELINE].set_index(SPEEDUP_KEYS)[["output_tokens_per_s", "environment_fingerprint"]]
+    joined = ok.join(base.add_prefix("baseline_"), on=SPEEDUP_KEYS, how="inner")
+    joined["speedup"] = joined["output_tokens_per_s"] / joined["baseline_output_tokens_per_s"]
+    joined["same_environment"] = joined["environment_fingerprint"] == joined["baseline_environment_fingerprint"]
+    return joined
+
+
+def speedups(frame: pd.DataFrame) -> pd.DataFrame:
+    """Output tok/s of each backend over the baseline on the same model, shape and environment.
+
+    A pair measured in two environments (another GPU, driver or library version) is no speedup.
+    """
+    paired = _paired_with_baseline(frame)
+    return paired[paired["same_environment"].astype(bool)][SPEEDUP_KEYS + ["backend", "speedup"]]
+
+
+def cross_environment_pairs(frame: pd.DataFrame) -> pd.DataFrame:
+    """The cells left out of the speedups because the baseline ran in another environment."""
+    paired = _paired_with_baseline(frame)
+    return paired[~paired["same_environment"].astype(bool)][
+        SPEEDUP_KEYS + ["backend", "environment_fingerprint", "baseline_environment_fingerprint"]]
 
 
 def setup_share_pct(frame: pd.DataFrame) -> float | None:
@@ -427,6 +447,10 @@ def render_markdown(
     if not problems.empty:
         lines += ["Cells without a measurement (never counted in speedups):", ""]
         lines += [_markdown_table(problems, ["model", "backend", "batch_size", "input_len", "output_len", "status", "error"]), ""]
+    unpaired = cross_environment_pairs(frame)
+    if not unpaired.empty:
+        lines += [f"**Warning:** these cells ran in another environment than their `{BASELINE}` cell, so no "
+                  "speedup is computed for them:", "", _markdown_table(unpaired, list(unpaired.columns)), ""]
     speedup = speedups(frame)
     if not speedup.empty and (speedup["backend"] != BASELINE).any():
         lines += [f"## Speedup over `{BASELINE}` (output tokens/s ratio)", ""]

@@ -138,3 +138,27 @@ def test_cells_from_another_environment_give_no_speedup(study: StudyConfig, resu
     text = (out / "report.md").read_text()
     assert "ran in another environment than their `hf_eager` cell" in text
     assert elsewhere.fingerprint in text and "cells were measured in 2 different environments" in text
+
+
+def test_targets_are_judged_against_measured_cells(study: StudyConfig, results_dir: Path, tmp_path: Path) -> None:
+    """Eager runs at 10 ms/token; static (5 ms/token) ran out of memory at batch 4."""
+    def target(name: str, backend: str, batch: int, at_least: float, relative_to: int | None = None) -> dict:
+        cell = {"model": "tiny_llama", "backend": backend, "batch_size": batch, "input_len": 32, "output_len": 16}
+        return {"name": name, "cell": cell, "metric": "output_tokens_per_s", "at_least": at_least,
+                "relative_to_batch": relative_to}
+
+    raw = study.model_dump() | {"study": {"name": "bars", "setup_share_at_most_pct": 99.9, "targets": [
+        target("eager tok/s", "hf_eager", 1, 90), target("eager too fast", "hf_eager", 1, 1e6),
+        target("eager scaling", "hf_eager", 4, 3.9, relative_to=1), target("static b4", "hf_static_compiled", 4, 1),
+        target("eager b8", "hf_eager", 8, 1)]}}
+    out = tmp_path / "report"
+    _build(validate_params(raw), results_dir, out)
+    text = (out / "report.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| eager") or
+            line.startswith("| static") or line.startswith("| setup")}
+    assert rows["eager tok/s"].rstrip("| ").endswith("met") and "not met" not in rows["eager tok/s"]
+    assert "not met" in rows["eager too fast"]
+    assert "4×" in rows["eager scaling"] and "not met" not in rows["eager scaling"]  # 4 requests per step
+    assert "not judged: batch 4: oom" in rows["static b4"]
+    assert "not judged: batch 8 is not in this sweep" in rows["eager b8"]
+    assert "≤ 99.9%" in rows["setup share of cell wall time"]

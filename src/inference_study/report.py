@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
 from inference_study.backends.registry import backend_class, engine_profile, is_trtllm  # noqa: E402
-from inference_study.config import Cell, StudyConfig  # noqa: E402
+from inference_study.config import Cell, StudyConfig, Target  # noqa: E402
 from inference_study.equivalence import equivalence_table  # noqa: E402
 from inference_study.results import CellResult, ResultError, read_result, write_json_atomic, write_result  # noqa: E402
 from inference_study.roofline import ROOFLINE_NAME, Roofline, utilization  # noqa: E402
@@ -459,6 +459,7 @@ def render_markdown(
         ).reset_index()
         lines += [table.to_markdown(index=False, floatfmt=".2f", missingval="—"), ""]
     lines += trtllm_section(study, frame)
+    lines += _targets_section(study, frame)
     lines += _null_reasons_section(loaded)
     lines += ["## Setup versus measurement (seconds)", ""]
     share = setup_share_pct(frame)
@@ -468,6 +469,49 @@ def render_markdown(
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.relative_to(out_dir).as_posix()})" for p in figures] + [""]
     lines += _roofline_section(roofline) + _environment_section(loaded) + _configuration_section(study)
     return "\n".join(lines)
+
+
+def target_value(target: Target, frame: pd.DataFrame) -> tuple[float | None, str]:
+    """The target's measured value, or None with the reason it cannot be judged."""
+    def measured(batch_size: int) -> tuple[float | None, str]:
+        coords = target.cell.model_dump() | {"batch_size": batch_size}
+        rows = frame[np.logical_and.reduce([frame[key] == value for key, value in coords.items()])]
+        if rows.empty:
+            return None, f"batch {batch_size} is not in this sweep"
+        row = rows.iloc[0]
+        if row["status"] != "ok":
+            return None, f"batch {batch_size}: {row['status']}"
+        if row["verdict"] == "fail" or pd.isna(row.get(target.metric)):
+            return None, f"batch {batch_size}: verdict {row['verdict']}, {target.metric} not measured"
+        return float(row[target.metric]), ""
+
+    value, why = measured(target.cell.batch_size)
+    if value is None or target.relative_to_batch is None:
+        return value, why
+    base, why = measured(target.relative_to_batch)
+    return (None, why) if base is None else (value / base, "")
+
+
+def _targets_section(study: StudyConfig, frame: pd.DataFrame) -> list[str]:
+    """The study's performance bars, each with its measured value and whether this run met it."""
+    section = study.study
+    if not section.targets and section.setup_share_at_most_pct is None:
+        return []
+    rows = []
+    for target in section.targets:
+        value, why = target_value(target, frame)
+        unit = "×" if target.relative_to_batch else ("%" if target.metric.endswith("pct") else "")
+        met = "not judged: " + why if value is None else ("met" if value >= target.at_least else "not met")
+        rows.append((target.name, f"≥ {target.at_least:g}{unit}", "—" if value is None else f"{value:.3g}{unit}", met))
+    if section.setup_share_at_most_pct is not None:
+        share = setup_share_pct(frame)
+        met = "not judged: no measured cell" if share is None else (
+            "met" if share <= section.setup_share_at_most_pct else "not met")
+        rows.append(("setup share of cell wall time", f"≤ {section.setup_share_at_most_pct:g}%",
+                     "—" if share is None else f"{share:.3g}%", met))
+    table = pd.DataFrame(rows, columns=["target", "bar", "measured", "outcome"]).to_markdown(index=False)
+    return ["## Performance targets", "", "Bars set by the study preset (`study.targets`), checked against "
+            "the measured cells; a cell that is missing, failed or not in the sweep is not judged.", "", table, ""]
 
 
 TRTLLM_DOCS = "docs/tensorrt-llm.md"

@@ -9,9 +9,9 @@ definitions. TensorRT-LLM allocates outside torch's caching allocator, so memory
 from __future__ import annotations
 
 import asyncio
-from abc import abstractmethod
 import json
 import time
+from abc import abstractmethod
 from pathlib import Path
 from typing import ClassVar
 

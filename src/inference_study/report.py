@@ -170,6 +170,28 @@ def setup_share_pct(frame: pd.DataFrame) -> float | None:
     return 100.0 * setup / (setup + float(ok["measure_s"].sum()))
 
 
+def setup_by_backend(frame: pd.DataFrame) -> pd.DataFrame:
+    """Seconds of setup and measurement summed per model and backend, with setup's share."""
+    ok = _measured(frame)
+    totals = ok.groupby(["model", "backend"], sort=False)[["load_s", "warmup_s", "measure_s"]].sum().reset_index()
+    setup = totals["load_s"] + totals["warmup_s"]
+    totals["setup_share_pct"] = 100.0 * setup / (setup + totals["measure_s"])
+    return totals
+
+
+def _setup_section(frame: pd.DataFrame) -> list[str]:
+    lines = ["## Setup versus measurement (seconds)", ""]
+    share = setup_share_pct(frame)
+    if share is None:
+        return lines + ["No measured cell.", ""]
+    lines += [f"Setup (load, compile, warmup) took {share:.1f}% of the cells' wall time; the rest was measurement. "
+              "Compiled rungs compile one static graph per cell (per shape).", "",
+              _markdown_table(setup_by_backend(frame), ["model", "backend", "load_s", "warmup_s", "measure_s",
+                                                        "setup_share_pct"]), ""]
+    return lines + [_markdown_table(frame, ["model", "backend", "batch_size", "input_len", "load_s", "warmup_s",
+                                            "measure_s"]), ""]
+
+
 def summary(frame: pd.DataFrame) -> dict[str, float]:
     """Flat headline numbers for `dvc metrics show/diff`."""
     ok = _measured(frame)
@@ -461,11 +483,7 @@ def render_markdown(
     lines += trtllm_section(study, frame)
     lines += _targets_section(study, frame)
     lines += _null_reasons_section(loaded)
-    lines += ["## Setup versus measurement (seconds)", ""]
-    share = setup_share_pct(frame)
-    if share is not None:
-        lines += [f"Setup (load, compile, warmup) took {share:.1f}% of the cells' wall time; the rest was measurement.", ""]
-    lines += [_markdown_table(frame, ["model", "backend", "batch_size", "input_len", "load_s", "warmup_s", "measure_s"]), ""]
+    lines += _setup_section(frame)
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.relative_to(out_dir).as_posix()})" for p in figures] + [""]
     lines += _roofline_section(roofline) + _environment_section(loaded) + _configuration_section(study)
     return "\n".join(lines)

@@ -17,12 +17,25 @@ from inference_study.compose import compose_yaml
 from inference_study.config import ConfigError, StudyConfig, validate_params
 from inference_study.environment import collect_environment
 from inference_study.models import prepare_model
-from inference_study.results import (ResultError, ScenarioResult, read_scenario_result, scenario_result_path,
-                                     write_scenario_result)
+from inference_study.results import (
+    ResultError,
+    ScenarioResult,
+    read_scenario_result,
+    scenario_result_path,
+    write_scenario_result,
+)
 from inference_study.scenarios.common import greedy_run, load_eager
-from inference_study.scenarios.kv_persist import (CacheRefused, InstanceSpec, cache_path, compute_and_save,
-                                                  fingerprint, load_and_generate, load_prefix_cache,
-                                                  run_kv_persist, save_prefix_cache)
+from inference_study.scenarios.kv_persist import (
+    CacheRefused,
+    InstanceSpec,
+    cache_path,
+    compute_and_save,
+    fingerprint,
+    load_and_generate,
+    load_prefix_cache,
+    run_kv_persist,
+    save_prefix_cache,
+)
 from inference_study.scenarios.ngram import ngram_overlap, run_ngram
 from inference_study.scenarios.report import scenario_sections
 from inference_study.scenarios.run import model_info
@@ -60,21 +73,27 @@ def backend(model_dir: Path):
 
 # --- configuration -----------------------------------------------------------------------------------
 
+
 def test_scenarios_are_off_by_default_and_on_in_their_preset(study: StudyConfig) -> None:
     assert validate_params(composed()).scenarios.enabled() == {}
     assert {name: s.models for name, s in study.scenarios.enabled().items()} == {
-        "ngram": ["tiny_llama"], "kv_persist": ["tiny_llama"]}
+        "ngram": ["tiny_llama"],
+        "kv_persist": ["tiny_llama"],
+    }
 
 
-@pytest.mark.parametrize(("override", "key"), [
-    ("scenarios.ngram.draft_lens=[0,4]", "scenarios.ngram.draft_lens.0"),
-    ("scenarios.ngram.ngram_sizes=[2,2]", "scenarios.ngram.ngram_sizes"),
-    ("scenarios.ngram.workloads=[editing]", "scenarios.ngram.workloads.0"),
-    ("scenarios.kv_persist.suffix_len=0", "scenarios.kv_persist.suffix_len"),
-    ("scenarios.kv_persist.models=[gpt5]", "scenarios.kv_persist.models"),
-    ("scenarios.kv_persist.prefix_lens=[1020]", "scenarios.kv_persist"),
-    ("+scenarios.ngram.typo=1", "scenarios.ngram.typo"),
-])
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("scenarios.ngram.draft_lens=[0,4]", "scenarios.ngram.draft_lens.0"),
+        ("scenarios.ngram.ngram_sizes=[2,2]", "scenarios.ngram.ngram_sizes"),
+        ("scenarios.ngram.workloads=[editing]", "scenarios.ngram.workloads.0"),
+        ("scenarios.kv_persist.suffix_len=0", "scenarios.kv_persist.suffix_len"),
+        ("scenarios.kv_persist.models=[gpt5]", "scenarios.kv_persist.models"),
+        ("scenarios.kv_persist.prefix_lens=[1020]", "scenarios.kv_persist"),
+        ("+scenarios.ngram.typo=1", "scenarios.ngram.typo"),
+    ],
+)
 def test_bad_scenario_values_fail_before_any_work_naming_the_key(override: str, key: str) -> None:
     with pytest.raises(ConfigError) as error:
         validate_params(composed("study=scenarios_cpu", override))
@@ -82,6 +101,7 @@ def test_bad_scenario_values_fail_before_any_work_naming_the_key(override: str, 
 
 
 # --- n-gram speculation ------------------------------------------------------------------------------
+
 
 def test_ngram_overlap_counts_prompt_and_context_repeats() -> None:
     # output n-grams (n=2): (4,3) (3,4) (4,3) (3,4); the prompt holds (3,4); the context also the earlier (4,3)
@@ -91,14 +111,19 @@ def test_ngram_overlap_counts_prompt_and_context_repeats() -> None:
 
 @pytest.fixture(scope="module")
 def ngram_record(backend):
-    settings = NgramSettings(prompt_len=32, output_len=24, draft_lens=[4], ngram_sizes=[1, 2],
-                             warmup_iterations=0, iterations=1)
+    settings = NgramSettings(
+        prompt_len=32, output_len=24, draft_lens=[4], ngram_sizes=[1, 2], warmup_iterations=0, iterations=1
+    )
     return run_ngram(backend, settings, backend.model.config.vocab_size, seed=0)
 
 
 def test_prompt_lookup_output_is_greedy_with_exact_draft_counters(ngram_record, backend) -> None:
     assert [(r.workload, r.draft_len, r.ngram_size) for r in ngram_record.rows] == [
-        ("high_overlap", 4, 1), ("high_overlap", 4, 2), ("low_overlap", 4, 1), ("low_overlap", 4, 2)]
+        ("high_overlap", 4, 1),
+        ("high_overlap", 4, 2),
+        ("low_overlap", 4, 1),
+        ("low_overlap", 4, 2),
+    ]
     for row in ngram_record.rows:
         assert row.identical_to_greedy
         # every forward pass verifies the drafts and yields the accepted ones plus one token of its own
@@ -125,11 +150,21 @@ def test_plain_greedy_uses_one_forward_per_token(backend) -> None:
 
 # --- persistent prefix KV ----------------------------------------------------------------------------
 
+
 @pytest.fixture
 def spec(model_dir: Path, tmp_path: Path, backend) -> InstanceSpec:
     prompt = synthetic_input_ids(1, PREFIX + SUFFIX, backend.model.config.vocab_size, 0)[0]
-    return InstanceSpec(model_dir=model_dir, dtype="float32", device="cpu", cache_dir=tmp_path, prefix_lens=[PREFIX],
-                        prompts=[prompt], output_len=OUTPUT, warmup_iterations=0, iterations=1)
+    return InstanceSpec(
+        model_dir=model_dir,
+        dtype="float32",
+        device="cpu",
+        cache_dir=tmp_path,
+        prefix_lens=[PREFIX],
+        prompts=[prompt],
+        output_len=OUTPUT,
+        warmup_iterations=0,
+        iterations=1,
+    )
 
 
 def test_warm_instance_prefills_only_the_new_tokens_and_matches(spec: InstanceSpec, backend) -> None:
@@ -181,30 +216,44 @@ def _corrupt_tensors(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize(("case", "reason"), [
-    ("another model", "another model, dtype or configuration"),
-    ("another dtype", "another model, dtype or configuration"),
-    ("another attention configuration", "another model, dtype or configuration"),
-    ("another prompt", "not a prefix of this prompt"),
-    ("truncated", "truncated or corrupt"),
-    ("corrupt header", "truncated or corrupt"),
-    ("corrupt tensors", "checksum"),
-])
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("another model", "another model, dtype or configuration"),
+        ("another dtype", "another model, dtype or configuration"),
+        ("another attention configuration", "another model, dtype or configuration"),
+        ("another prompt", "not a prefix of this prompt"),
+        ("truncated", "truncated or corrupt"),
+        ("corrupt header", "truncated or corrupt"),
+        ("corrupt tensors", "checksum"),
+    ],
+)
 def test_a_wrong_or_damaged_cache_is_refused_and_the_prefix_recomputed(
-        case: str, reason: str, spec: InstanceSpec, backend, model_dir: Path, tmp_path: Path) -> None:
+    case: str, reason: str, spec: InstanceSpec, backend, model_dir: Path, tmp_path: Path
+) -> None:
     prompt = spec.prompts[0]
     cold = compute_and_save(backend, spec, PREFIX, prompt)
     path = cache_path(spec, PREFIX)
     prefix = prompt[:PREFIX]
     rewrites = {
-        "another model": lambda: save_prefix_cache(path, _prefix_cache(backend, prefix), prefix,
-                                                   fingerprint(_other_model_dir(model_dir, tmp_path), "float32", "sdpa")),
-        "another dtype": lambda: save_prefix_cache(path, _prefix_cache(backend, prefix), prefix,
-                                                   fingerprint(model_dir, "bfloat16", "sdpa")),
+        "another model": lambda: save_prefix_cache(
+            path,
+            _prefix_cache(backend, prefix),
+            prefix,
+            fingerprint(_other_model_dir(model_dir, tmp_path), "float32", "sdpa"),
+        ),
+        "another dtype": lambda: save_prefix_cache(
+            path, _prefix_cache(backend, prefix), prefix, fingerprint(model_dir, "bfloat16", "sdpa")
+        ),
         "another attention configuration": lambda: save_prefix_cache(
-            path, _prefix_cache(backend, prefix), prefix, fingerprint(model_dir, "float32", "eager")),
-        "another prompt": lambda: save_prefix_cache(path, _prefix_cache(backend, prefix[::-1]), prefix[::-1],
-                                                    fingerprint(model_dir, "float32", "sdpa")),
+            path, _prefix_cache(backend, prefix), prefix, fingerprint(model_dir, "float32", "eager")
+        ),
+        "another prompt": lambda: save_prefix_cache(
+            path,
+            _prefix_cache(backend, prefix[::-1]),
+            prefix[::-1],
+            fingerprint(model_dir, "float32", "sdpa"),
+        ),
         "truncated": lambda: _truncate(path),
         "corrupt header": lambda: _corrupt_header(path),
         "corrupt tensors": lambda: _corrupt_tensors(path),
@@ -219,8 +268,9 @@ def test_a_wrong_or_damaged_cache_is_refused_and_the_prefix_recomputed(
 
 
 def test_instances_run_as_separate_processes(model_dir: Path) -> None:
-    settings = KvPersistSettings(prefix_lens=[PREFIX], suffix_len=SUFFIX, output_len=OUTPUT, warmup_iterations=0,
-                                 iterations=1)
+    settings = KvPersistSettings(
+        prefix_lens=[PREFIX], suffix_len=SUFFIX, output_len=OUTPUT, warmup_iterations=0, iterations=1
+    )
     record = run_kv_persist(settings, model_dir, "float32", "cpu", vocab_size=1024, seed=0)
     (row,) = record.rows
     assert row.cache_used and row.identical_output
@@ -231,14 +281,25 @@ def test_instances_run_as_separate_processes(model_dir: Path) -> None:
 
 # --- results and report ------------------------------------------------------------------------------
 
+
 def _result(study: StudyConfig, model_dir: Path, record) -> ScenarioResult:
     environment = collect_environment()
-    return ScenarioResult(scenario=record.scenario, status="ok", config_hash=study.scenario_config_hash(
-        record.scenario, "tiny_llama"), device="cpu", model=model_info("tiny_llama", study, model_dir, True),
-        environment=environment, environment_fingerprint=environment.fingerprint, record=record, null_reasons={})
+    return ScenarioResult(
+        scenario=record.scenario,
+        status="ok",
+        config_hash=study.scenario_config_hash(record.scenario, "tiny_llama"),
+        device="cpu",
+        model=model_info("tiny_llama", study, model_dir, True),
+        environment=environment,
+        environment_fingerprint=environment.fingerprint,
+        record=record,
+        null_reasons={},
+    )
 
 
-def test_scenario_results_round_trip_and_bad_files_are_refused(study, model_dir, ngram_record, tmp_path) -> None:
+def test_scenario_results_round_trip_and_bad_files_are_refused(
+    study, model_dir, ngram_record, tmp_path
+) -> None:
     path = scenario_result_path(tmp_path, "ngram", "tiny_llama")
     result = _result(study, model_dir, ngram_record)
     write_scenario_result(path, result)
@@ -255,11 +316,17 @@ def test_scenario_results_round_trip_and_bad_files_are_refused(study, model_dir,
         read_scenario_result(path)
 
 
-def test_report_section_states_the_expectation_and_the_overlap_beside_acceptance(study, model_dir,
-                                                                                ngram_record) -> None:
-    loaded = [("ngram", "tiny_llama", _result(study, model_dir, ngram_record)), ("kv_persist", "tiny_llama", None)]
+def test_report_section_states_the_expectation_and_the_overlap_beside_acceptance(
+    study, model_dir, ngram_record
+) -> None:
+    loaded = [
+        ("ngram", "tiny_llama", _result(study, model_dir, ngram_record)),
+        ("kv_persist", "tiny_llama", None),
+    ]
     text = "\n".join(scenario_sections(study, loaded))
     assert "## Scenario: n-gram speculative decoding" in text and "Expected (seed): Output identical" in text
     assert "`tiny_llama` on cpu: **" in text and "workload_overlap" in text and "acceptance_rate" in text
     assert "Random weights" in text
-    assert "## Scenario: Persistent prefix KV cache" in text and "`tiny_llama`: not run (no result file)" in text
+    assert (
+        "## Scenario: Persistent prefix KV cache" in text and "`tiny_llama`: not run (no result file)" in text
+    )

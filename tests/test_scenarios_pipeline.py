@@ -8,16 +8,25 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_trtllm_pipeline import run
 
 from inference_study.config import load_params
 from inference_study.results import read_scenario_result, scenario_result_path
-from test_trtllm_pipeline import run
 
 SCENARIO_STAGE = re.compile(r"^(scenario_\w+)@(\S+)", re.MULTILINE)
-SMALL = ["scenarios.ngram.prompt_len=32", "scenarios.ngram.output_len=16", "scenarios.ngram.draft_lens=[4]",
-         "scenarios.ngram.ngram_sizes=[2]", "scenarios.ngram.iterations=1", "scenarios.ngram.warmup_iterations=0",
-         "scenarios.kv_persist.prefix_lens=[24]", "scenarios.kv_persist.iterations=1",
-         "scenarios.kv_persist.warmup_iterations=0", "bench.iterations=1", "bench.warmup_iterations=0"]
+SMALL = [
+    "scenarios.ngram.prompt_len=32",
+    "scenarios.ngram.output_len=16",
+    "scenarios.ngram.draft_lens=[4]",
+    "scenarios.ngram.ngram_sizes=[2]",
+    "scenarios.ngram.iterations=1",
+    "scenarios.ngram.warmup_iterations=0",
+    "scenarios.kv_persist.prefix_lens=[24]",
+    "scenarios.kv_persist.iterations=1",
+    "scenarios.kv_persist.warmup_iterations=0",
+    "bench.iterations=1",
+    "bench.warmup_iterations=0",
+]
 
 
 def scenario_stages(repo: Path, *overrides: str) -> set[str]:
@@ -34,10 +43,15 @@ def test_default_and_h100_dags_have_no_scenario_stage(repo_copy: Path) -> None:
 
 
 def test_scenario_presets_add_one_stage_per_scenario_and_model(repo_copy: Path) -> None:
-    assert scenario_stages(repo_copy, "study=scenarios_cpu") == {"scenario_ngram@tiny_llama",
-                                                                 "scenario_kv_persist@tiny_llama"}
+    assert scenario_stages(repo_copy, "study=scenarios_cpu") == {
+        "scenario_ngram@tiny_llama",
+        "scenario_kv_persist@tiny_llama",
+    }
     assert scenario_stages(repo_copy, "study=h100", "scenario=h100") == {
-        f"scenario_{name}@{model}" for name in ("ngram", "kv_persist") for model in ("tinyllama_1b", "qwen2_5_7b")}
+        f"scenario_{name}@{model}"
+        for name in ("ngram", "kv_persist")
+        for model in ("tinyllama_1b", "qwen2_5_7b")
+    }
 
 
 @pytest.mark.slow
@@ -52,5 +66,7 @@ def test_repro_runs_the_scenarios_into_results_and_report(repo_copy: Path) -> No
         kept = scenario_result_path(repo_copy / "reports" / study.study.name / "inputs", name, "tiny_llama")
         assert read_scenario_result(kept) == result
     report = (repo_copy / "reports" / "scenarios_cpu" / "report.md").read_text()
-    assert "## Scenario: n-gram speculative decoding" in report and "## Scenario: Persistent prefix KV" in report
+    assert (
+        "## Scenario: n-gram speculative decoding" in report and "## Scenario: Persistent prefix KV" in report
+    )
     assert report.count("Expected (seed):") == 2

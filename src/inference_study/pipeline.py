@@ -68,7 +68,8 @@ def scenario_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) 
     enabled = study.scenarios.enabled()
     if scenario not in enabled or model not in enabled[scenario].models:
         runs = {name: settings.models for name, settings in enabled.items()}
-        raise ConfigError(f"cell.scenario: {scenario!r} on {model!r} is not configured to run; configured: {runs}")
+        raise ConfigError(f"cell.scenario: {scenario!r} on {model!r} is not configured to run; "
+                          f"configured: {runs}")
     result = run_scenario(study, scenario, model, model_dir(model), collect_environment())
     write_scenario_result(scenario_result_path(output_root, scenario, model), result)
     print(f"scenario {scenario} on {model}: {result.status}" + (f" ({result.error})" if result.error else ""))

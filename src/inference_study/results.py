@@ -179,13 +179,15 @@ def scenario_result_path(results_dir: Path, scenario: str, model: str) -> Path:
 
 def write_scenario_result(path: Path, result: ScenarioResult) -> None:
     """Validate, then write atomically."""
-    write_text_atomic(path, ScenarioResult.model_validate(result.model_dump()).model_dump_json(indent=2) + "\n")
+    checked = ScenarioResult.model_validate(result.model_dump())
+    write_text_atomic(path, checked.model_dump_json(indent=2) + "\n")
 
 
 def read_scenario_result(path: Path) -> ScenarioResult:
     """Read and validate one scenario result; anything else is a ResultError naming the file."""
     raw = _read_json(path)
-    if not isinstance(raw, dict) or raw.get("kind") != "scenario" or raw.get("schema_version") != SCENARIO_SCHEMA_VERSION:
+    version = raw.get("schema_version") if isinstance(raw, dict) else None
+    if not isinstance(raw, dict) or raw.get("kind") != "scenario" or version != SCENARIO_SCHEMA_VERSION:
         raise ResultError(f"{path}: not a scenario result of schema {SCENARIO_SCHEMA_VERSION}")
     try:
         return ScenarioResult.model_validate(raw)

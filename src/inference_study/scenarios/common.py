@@ -47,7 +47,8 @@ def forward_lengths(model: torch.nn.Module) -> Iterator[list[int]]:
     """Tokens fed to each forward pass of `model`, seen at its input embedding (prefill, then steps)."""
     lengths: list[int] = []
     handle = model.get_input_embeddings().register_forward_hook(
-        lambda module, args, output: lengths.append(args[0].shape[-1]))
+        lambda module, args, output: lengths.append(args[0].shape[-1])
+    )
     try:
         yield lengths
     finally:
@@ -66,8 +67,9 @@ class Run:
 
 
 @torch.inference_mode()
-def greedy_run(backend: HfEager, prompt: list[int], output_len: int, past_key_values: Any = None,
-               **generation: Any) -> Run:
+def greedy_run(
+    backend: HfEager, prompt: list[int], output_len: int, past_key_values: Any = None, **generation: Any
+) -> Run:
     """Generate exactly `output_len` greedy tokens after `prompt`, timed like the harness times a request;
     `generation` sets fields of the study's greedy generation config (e.g. prompt lookup)."""
     ids = torch.tensor([prompt], dtype=torch.long, device=backend.device)
@@ -77,12 +79,22 @@ def greedy_run(backend: HfEager, prompt: list[int], output_len: int, past_key_va
     with forward_lengths(backend.model) as lengths:
         synchronize(backend.device)
         start = time.perf_counter()
-        output = backend.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config,
-                                        streamer=streamer, past_key_values=past_key_values)
+        output = backend.model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            generation_config=config,
+            streamer=streamer,
+            past_key_values=past_key_values,
+        )
         synchronize(backend.device)
         elapsed = time.perf_counter() - start
-    return Run(output_ids=output[0, len(prompt):].tolist(), elapsed_s=elapsed, ttft_s=streamer.times[0] - start,
-               step_sizes=streamer.sizes, forward_lengths=list(lengths))
+    return Run(
+        output_ids=output[0, len(prompt) :].tolist(),
+        elapsed_s=elapsed,
+        ttft_s=streamer.times[0] - start,
+        step_sizes=streamer.sizes,
+        forward_lengths=list(lengths),
+    )
 
 
 def repeated(run: Callable[[], Run], warmup: int, iterations: int) -> list[Run]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from itertools import product
 
 from inference_study.backends.hf import HfEager
@@ -23,31 +24,34 @@ from inference_study.workload import synthetic_input_ids
 SEED_LEN = 16
 CONSTRUCTIONS = {
     "high_overlap": f"the model's own greedy continuation of a {SEED_LEN}-token random seed, cut at the prompt "
-                    "length: the output continues text the prompt already holds, as an edit repeats the text it edits",
+    "length: the output continues text the prompt already holds, as an edit repeats the text it edits",
     "low_overlap": "uniformly random tokens: nothing in the prompt predicts the output",
 }
-EXPECTED = ("Output identical to plain greedy decoding for every draft length and n-gram size; on the "
-            "high-overlap workload drafts are accepted and decoding is faster (seed 001 §2: editing, code "
-            "modification and templates work best).")
+EXPECTED = (
+    "Output identical to plain greedy decoding for every draft length and n-gram size; on the "
+    "high-overlap workload drafts are accepted and decoding is faster (seed 001 §2: editing, code "
+    "modification and templates work best)."
+)
 
 
 def ngram_overlap(prompt: list[int], output: list[int], n: int) -> tuple[float, float]:
     """Share of output n-grams (each output token with the n-1 tokens before it) that occur in the prompt,
     and that occur anywhere earlier in prompt + output: the second is what prompt lookup can find."""
     tokens = prompt + output
-    in_prompt = {tuple(prompt[i:i + n]) for i in range(len(prompt) - n + 1)}
+    in_prompt = {tuple(prompt[i : i + n]) for i in range(len(prompt) - n + 1)}
     seen = set(in_prompt)
     prompt_hits = context_hits = 0
     for end in range(len(prompt) + 1, len(tokens) + 1):
-        gram = tuple(tokens[max(0, end - n):end])
+        gram = tuple(tokens[max(0, end - n) : end])
         prompt_hits += gram in in_prompt
         context_hits += gram in seen
         seen.add(gram)
     return prompt_hits / len(output), context_hits / len(output)
 
 
-def workload_prompt(backend: HfEager, name: NgramWorkload, settings: NgramSettings, vocab_size: int,
-                    seed: int) -> list[int]:
+def workload_prompt(
+    backend: HfEager, name: NgramWorkload, settings: NgramSettings, vocab_size: int, seed: int
+) -> list[int]:
     """The prompt of one workload, built from seeded random tokens (and, for high overlap, the model)."""
     if name == "low_overlap":
         return synthetic_input_ids(1, settings.prompt_len, vocab_size, seed)[0]
@@ -87,22 +91,44 @@ def tokens_per_s(runs: list[Run]) -> float:
     return len(runs[0].output_ids) / statistics.median(r.elapsed_s for r in runs)
 
 
-def speculative_row(backend: HfEager, workload: NgramWorkload, prompt: list[int], greedy: list[Run],
-                    draft_len: int, ngram_size: int, settings: NgramSettings) -> NgramRow:
+def speculative_row(
+    backend: HfEager,
+    workload: NgramWorkload,
+    prompt: list[int],
+    greedy: list[Run],
+    draft_len: int,
+    ngram_size: int,
+    settings: NgramSettings,
+) -> NgramRow:
     """Time one draft length × n-gram size and count its drafts on the last timed run."""
     with proposed_drafts(backend) as proposed:
-        runs = repeated(lambda: greedy_run(backend, prompt, settings.output_len, prompt_lookup_num_tokens=draft_len,
-                                           max_matching_ngram_size=ngram_size),
-                        settings.warmup_iterations, settings.iterations)
-        proposed_last = sum(proposed[-len(runs[-1].step_sizes):])
+        runs = repeated(
+            partial(
+                greedy_run,
+                backend,
+                prompt,
+                settings.output_len,
+                prompt_lookup_num_tokens=draft_len,
+                max_matching_ngram_size=ngram_size,
+            ),
+            settings.warmup_iterations,
+            settings.iterations,
+        )
+        proposed_last = sum(proposed[-len(runs[-1].step_sizes) :])
     last = runs[-1]
     accepted = sum(size - 1 for size in last.step_sizes)
     speed = tokens_per_s(runs)
     return NgramRow(
-        workload=workload, draft_len=draft_len, ngram_size=ngram_size, tokens_per_s=speed,
-        speedup=speed / tokens_per_s(greedy), proposed_tokens=proposed_last, accepted_tokens=accepted,
+        workload=workload,
+        draft_len=draft_len,
+        ngram_size=ngram_size,
+        tokens_per_s=speed,
+        speedup=speed / tokens_per_s(greedy),
+        proposed_tokens=proposed_last,
+        accepted_tokens=accepted,
         acceptance_rate=accepted / proposed_last if proposed_last else None,
-        forward_passes=len(last.forward_lengths), tokens_per_forward=len(last.output_ids) / len(last.forward_lengths),
+        forward_passes=len(last.forward_lengths),
+        tokens_per_forward=len(last.output_ids) / len(last.forward_lengths),
         identical_to_greedy=all(r.output_ids == greedy[-1].output_ids for r in runs),
     )
 
@@ -113,8 +139,12 @@ def expectation(rows: list[NgramRow]) -> Expectation:
     best = max(high, key=lambda r: r.speedup, default=None)
     faster = best is not None and best.speedup > 1 and best.accepted_tokens > 0
     observed = f"identical to greedy in {identical} of {len(rows)} settings"
-    observed += (f"; best high-overlap speedup {best.speedup:.2f}× (draft {best.draft_len}, n-gram {best.ngram_size}, "
-                 f"acceptance {best.acceptance_rate or 0:.0%})" if best else "; no high-overlap workload was run")
+    observed += (
+        f"; best high-overlap speedup {best.speedup:.2f}× (draft {best.draft_len}, n-gram {best.ngram_size}, "
+        f"acceptance {best.acceptance_rate or 0:.0%})"
+        if best
+        else "; no high-overlap workload was run"
+    )
     return Expectation(expected=EXPECTED, met=identical == len(rows) and faster, observed=observed)
 
 
@@ -123,14 +153,27 @@ def run_ngram(backend: HfEager, settings: NgramSettings, vocab_size: int, seed: 
     workloads, rows = [], []
     for name in settings.workloads:
         prompt = workload_prompt(backend, name, settings, vocab_size, seed)
-        greedy = repeated(lambda: greedy_run(backend, prompt, settings.output_len),
-                          settings.warmup_iterations, settings.iterations)
+        greedy = repeated(
+            partial(greedy_run, backend, prompt, settings.output_len),
+            settings.warmup_iterations,
+            settings.iterations,
+        )
         prompt_overlap, context_overlap = ngram_overlap(prompt, greedy[-1].output_ids, settings.overlap_ngram)
-        workloads.append(NgramWorkloadInfo(
-            name=name, construction=CONSTRUCTIONS[name], prompt_len=len(prompt), output_len=settings.output_len,
-            overlap_ngram=settings.overlap_ngram, prompt_overlap=prompt_overlap, context_overlap=context_overlap,
-            greedy_tokens_per_s=tokens_per_s(greedy), greedy_output_ids=greedy[-1].output_ids,
-        ))
-        rows += [speculative_row(backend, name, prompt, greedy, k, n, settings)
-                 for k, n in product(settings.draft_lens, settings.ngram_sizes)]
+        workloads.append(
+            NgramWorkloadInfo(
+                name=name,
+                construction=CONSTRUCTIONS[name],
+                prompt_len=len(prompt),
+                output_len=settings.output_len,
+                overlap_ngram=settings.overlap_ngram,
+                prompt_overlap=prompt_overlap,
+                context_overlap=context_overlap,
+                greedy_tokens_per_s=tokens_per_s(greedy),
+                greedy_output_ids=greedy[-1].output_ids,
+            )
+        )
+        rows += [
+            speculative_row(backend, name, prompt, greedy, k, n, settings)
+            for k, n in product(settings.draft_lens, settings.ngram_sizes)
+        ]
     return NgramRecord(workloads=workloads, rows=rows, expectation=expectation(rows))

@@ -34,8 +34,10 @@ class NgramWorkloadInfo(Record):
     output_len: int
     overlap_ngram: int
     prompt_overlap: float = Field(description="share of output n-grams that occur in the prompt")
-    context_overlap: float = Field(description="share of output n-grams that occur in the prompt or earlier "
-                                   "output: what prompt lookup can find")
+    context_overlap: float = Field(
+        description="share of output n-grams that occur in the prompt or earlier "
+        "output: what prompt lookup can find"
+    )
     greedy_tokens_per_s: float
     greedy_output_ids: list[int]
 

@@ -11,7 +11,12 @@ from pathlib import Path
 import pandas as pd
 
 from inference_study.config import StudyConfig
-from inference_study.results import ScenarioResult, write_scenario_result, read_scenario_result, scenario_result_path
+from inference_study.results import (
+    ScenarioResult,
+    read_scenario_result,
+    scenario_result_path,
+    write_scenario_result,
+)
 
 TITLES = {
     "ngram": "n-gram speculative decoding (prompt lookup, seed 001 §2)",
@@ -22,8 +27,10 @@ RANDOM_WEIGHTS_NOTE = (
     "trained model's. Read them beside the workload's n-gram overlap (share of output n-grams already in the "
     "prompt, or anywhere earlier in prompt + output, which is what prompt lookup can find): acceptance follows it."
 )
-KV_NOTE = ("TTFT cold is instance 1 prefilling the whole prompt; TTFT warm is instance 2 (a new process) with the "
-           "prefix loaded from disk, prefilling only the rest; load is reading and checking the file, outside TTFT.")
+KV_NOTE = (
+    "TTFT cold is instance 1 prefilling the whole prompt; TTFT warm is instance 2 (a new process) with the "
+    "prefix loaded from disk, prefilling only the rest; load is reading and checking the file, outside TTFT."
+)
 
 Loaded = list[tuple[str, str, ScenarioResult | None]]
 
@@ -49,24 +56,44 @@ def _table(frame: pd.DataFrame) -> str:
 
 
 def _ngram_tables(results: list[ScenarioResult]) -> list[str]:
-    workloads = pd.DataFrame([{"model": r.model.name, **w.model_dump(exclude={"greedy_output_ids", "construction"})}
-                              for r in results for w in r.record.workloads])
+    workloads = pd.DataFrame(
+        [
+            {"model": r.model.name, **w.model_dump(exclude={"greedy_output_ids", "construction"})}
+            for r in results
+            for w in r.record.workloads
+        ]
+    )
     overlap = workloads.set_index(["model", "name"])["context_overlap"]
-    rows = pd.DataFrame([{"model": r.model.name, **row.model_dump()} for r in results for row in r.record.rows])
+    rows = pd.DataFrame(
+        [{"model": r.model.name, **row.model_dump()} for r in results for row in r.record.rows]
+    )
     rows.insert(2, "workload_overlap", [overlap[(m, w)] for m, w in zip(rows["model"], rows["workload"])])
     constructions = {w.name: w.construction for r in results for w in r.record.workloads}
-    lines = ["Workloads (overlap: share of output n-grams of size `overlap_ngram` already seen):", "",
-             _table(workloads), ""]
+    lines = [
+        "Workloads (overlap: share of output n-grams of size `overlap_ngram` already seen):",
+        "",
+        _table(workloads),
+        "",
+    ]
     lines += [f"- `{name}`: {text}" for name, text in constructions.items()] + [""]
-    lines += ["Speculative settings against plain greedy (same workload, same model); `workload_overlap` is the "
-              "context overlap:", "", _table(rows), ""]
+    lines += [
+        (
+            "Speculative settings against plain greedy (same workload, same model); `workload_overlap` is the "
+            "context overlap:"
+        ),
+        "",
+        _table(rows),
+        "",
+    ]
     if any(r.model.random_weights for r in results):
         lines += [RANDOM_WEIGHTS_NOTE, ""]
     return lines
 
 
 def _kv_persist_tables(results: list[ScenarioResult]) -> list[str]:
-    rows = pd.DataFrame([{"model": r.model.name, **row.model_dump()} for r in results for row in r.record.rows])
+    rows = pd.DataFrame(
+        [{"model": r.model.name, **row.model_dump()} for r in results for row in r.record.rows]
+    )
     return [KV_NOTE, "", _table(rows), "", f"Cache format: `{results[0].record.cache_format}`.", ""]
 
 
@@ -90,8 +117,10 @@ def scenario_sections(study: StudyConfig, loaded: Loaded) -> list[str]:
                 lines.append(f"- `{model}`: {result.status}: {result.error}")
             else:
                 outcome = result.record.expectation
-                lines.append(f"- `{model}` on {result.device}: **{'met' if outcome.met else 'not met'}**; "
-                             f"{outcome.observed}")
+                lines.append(
+                    f"- `{model}` on {result.device}: **{'met' if outcome.met else 'not met'}**; "
+                    f"{outcome.observed}"
+                )
         lines.append("")
         if measured:
             lines += TABLES[scenario](measured)

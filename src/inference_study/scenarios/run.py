@@ -24,7 +24,9 @@ def _ngram(study: StudyConfig, model_dir: Path, dtype: str, device: str, vocab_s
         backend.release()
 
 
-def _kv_persist(study: StudyConfig, model_dir: Path, dtype: str, device: str, vocab_size: int) -> KvPersistRecord:
+def _kv_persist(
+    study: StudyConfig, model_dir: Path, dtype: str, device: str, vocab_size: int
+) -> KvPersistRecord:
     from inference_study.scenarios.kv_persist import run_kv_persist
 
     return run_kv_persist(study.scenarios.kv_persist, model_dir, dtype, device, vocab_size, study.bench.seed)
@@ -39,13 +41,21 @@ RUNNERS: dict[str, Callable[[StudyConfig, Path, str, str, int], NgramRecord | Kv
 def model_info(name: str, study: StudyConfig, model_dir: Path, random_weights: bool) -> ModelInfo:
     spec = study.models[name]
     parameters, weight_bytes = safetensors_size(model_dir)
-    return ModelInfo(name=name, source=spec.source, architecture=spec.architecture, dtype=spec.dtype,
-                     random_weights=random_weights, parameters=parameters, weight_bytes=weight_bytes,
-                     geometry=ModelGeometry(**model_geometry(model_dir, DTYPE_BYTES[spec.dtype])))
+    return ModelInfo(
+        name=name,
+        source=spec.source,
+        architecture=spec.architecture,
+        dtype=spec.dtype,
+        random_weights=random_weights,
+        parameters=parameters,
+        weight_bytes=weight_bytes,
+        geometry=ModelGeometry(**model_geometry(model_dir, DTYPE_BYTES[spec.dtype])),
+    )
 
 
-def run_scenario(study: StudyConfig, scenario: str, model: str, model_stage_dir: Path,
-                 environment: Environment) -> ScenarioResult:
+def run_scenario(
+    study: StudyConfig, scenario: str, model: str, model_stage_dir: Path, environment: Environment
+) -> ScenarioResult:
     """Measure `scenario` on `model`; a GPU out-of-memory error is the recorded outcome, not raised."""
     import torch
 
@@ -54,11 +64,20 @@ def run_scenario(study: StudyConfig, scenario: str, model: str, model_stage_dir:
     info = model_info(model, study, model_dir, provenance["random_weights"])
     status, error, record = "ok", None, None
     try:
-        record = RUNNERS[scenario](study, model_dir, study.models[model].dtype, device, info.geometry.vocab_size)
+        record = RUNNERS[scenario](
+            study, model_dir, study.models[model].dtype, device, info.geometry.vocab_size
+        )
     except torch.OutOfMemoryError as oom:
         status, error = "oom", f"GPU out of memory: {str(oom).splitlines()[0]}"
     return ScenarioResult(
-        scenario=scenario, status=status, error=error, config_hash=study.scenario_config_hash(scenario, model),
-        device=device, model=info, environment=environment, environment_fingerprint=environment.fingerprint,
-        record=record, null_reasons={} if record else {"record": f"scenario {status}"},
+        scenario=scenario,
+        status=status,
+        error=error,
+        config_hash=study.scenario_config_hash(scenario, model),
+        device=device,
+        model=info,
+        environment=environment,
+        environment_fingerprint=environment.fingerprint,
+        record=record,
+        null_reasons={} if record else {"record": f"scenario {status}"},
     )

@@ -48,7 +48,9 @@ class NgramSettings(ScenarioSettings):
     draft_lens: UniquePositive = [2, 4, 8]
     ngram_sizes: UniquePositive = [1, 2, 3]
     workloads: Annotated[list[NgramWorkload], Field(min_length=1), AfterValidator(_unique)] = [
-        "high_overlap", "low_overlap"]
+        "high_overlap",
+        "low_overlap",
+    ]
     overlap_ngram: PositiveInt = Field(default=2, description="n of the reported workload n-gram overlap")
 
     def longest_sequence(self) -> int:
@@ -59,8 +61,12 @@ class KvPersistSettings(ScenarioSettings):
     """A prefix KV cache saved by one process and loaded by another (seed 001 §3)."""
 
     prefix_lens: UniquePositive = [64, 256]
-    suffix_len: int = Field(default=16, ge=1, description="prompt tokens after the prefix: never cached, so "
-                            "generate prefills them and never re-feeds the whole prompt")
+    suffix_len: int = Field(
+        default=16,
+        ge=1,
+        description="prompt tokens after the prefix: never cached, so "
+        "generate prefills them and never re-feeds the whole prompt",
+    )
     output_len: int = Field(default=16, ge=2)
 
     def longest_sequence(self) -> int:
@@ -77,8 +83,9 @@ class ScenariosSection(BaseModel):
 
     def enabled(self) -> dict[str, ScenarioSettings]:
         """The scenarios that run, by name."""
-        return {name: settings for name in type(self).model_fields
-                if (settings := getattr(self, name)).models}
+        return {
+            name: settings for name in type(self).model_fields if (settings := getattr(self, name)).models
+        }
 
     def model_errors(self, max_seq_len: dict[str, int]) -> list[str]:
         """Unknown models and requests longer than a model allows, each naming its key."""
@@ -87,11 +94,14 @@ class ScenariosSection(BaseModel):
             settings: ScenarioSettings = getattr(self, name)
             for model in settings.models:
                 if model not in max_seq_len:
-                    problems.append(f"scenarios.{name}.models: unknown model {model!r}; "
-                                    f"allowed: {sorted(max_seq_len)}")
+                    problems.append(
+                        f"scenarios.{name}.models: unknown model {model!r}; allowed: {sorted(max_seq_len)}"
+                    )
                 elif settings.longest_sequence() > max_seq_len[model]:
-                    problems.append(f"scenarios.{name}: longest request {settings.longest_sequence()} tokens "
-                                    f"exceeds models.{model}.max_seq_len={max_seq_len[model]}")
+                    problems.append(
+                        f"scenarios.{name}: longest request {settings.longest_sequence()} tokens "
+                        f"exceeds models.{model}.max_seq_len={max_seq_len[model]}"
+                    )
         return problems
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import get_args
 
 import pytest
 import torch
@@ -37,9 +38,14 @@ from inference_study.scenarios.kv_persist import (
     save_prefix_cache,
 )
 from inference_study.scenarios.ngram import ngram_overlap, run_ngram
-from inference_study.scenarios.report import scenario_sections
-from inference_study.scenarios.run import model_info
-from inference_study.scenarios.settings import KvPersistSettings, NgramSettings
+from inference_study.scenarios.report import TABLES, TITLES, scenario_sections
+from inference_study.scenarios.run import RUNNERS, model_info
+from inference_study.scenarios.settings import (
+    KvPersistSettings,
+    NgramSettings,
+    ScenarioName,
+    ScenariosSection,
+)
 from inference_study.workload import synthetic_input_ids
 
 REPO = Path(__file__).parents[1]
@@ -98,6 +104,11 @@ def test_bad_scenario_values_fail_before_any_work_naming_the_key(override: str, 
     with pytest.raises(ConfigError) as error:
         validate_params(composed("study=scenarios_cpu", override))
     assert key in str(error.value)
+
+
+def test_every_scenario_has_settings_a_result_name_a_runner_and_a_report_section() -> None:
+    names = set(ScenariosSection.model_fields)
+    assert names == set(get_args(ScenarioName)) == set(RUNNERS) == set(TITLES) == set(TABLES)
 
 
 # --- n-gram speculation ------------------------------------------------------------------------------

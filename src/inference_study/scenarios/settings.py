@@ -105,5 +105,4 @@ class ScenariosSection(BaseModel):
         return problems
 
 
-ScenarioName = Literal["ngram", "kv_persist"]
-SCENARIO_NAMES: tuple[str, ...] = tuple(ScenariosSection.model_fields)
+ScenarioName = Literal["ngram", "kv_persist"]  # the fields of ScenariosSection

@@ -16,6 +16,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from inference_study.backends.registry import BACKEND_SETTINGS, TRTLLM_PYTORCH, engine_backend, engine_profile
+from inference_study.scenarios.settings import ScenariosSection
 from inference_study.trtllm.settings import TrtllmEngineSettings, TrtllmSection
 
 Dtype = Literal["float32", "float16", "bfloat16"]
@@ -155,6 +156,7 @@ class StudyConfig(Strict):
     bench: BenchSettings
     sweep: SweepSettings
     trtllm: TrtllmSection = Field(default_factory=TrtllmSection)
+    scenarios: ScenariosSection = Field(default_factory=ScenariosSection)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> StudyConfig:
@@ -183,6 +185,9 @@ class StudyConfig(Strict):
                 BACKEND_SETTINGS[name].model_validate(settings)
             except ValidationError as error:
                 raise ValueError(_format_errors(error, prefix=f"backends.{name}")) from None
+        problems = self.scenarios.model_errors({name: spec.max_seq_len for name, spec in self.models.items()})
+        if problems:
+            raise ValueError("\n".join(problems))
         longest = max(self.sweep.input_lens) + max(self.sweep.output_lens)
         for name in self.sweep.models:
             limit = self.models[name].max_seq_len
@@ -260,6 +265,17 @@ class StudyConfig(Strict):
             "cell": cell.model_dump(),
             "model": self.models[cell.model].model_dump(),
             "backend": self.backend_settings(cell.backend).model_dump(),
+            "bench": self.bench.model_dump(),
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+    def scenario_config_hash(self, scenario: str, model: str) -> str:
+        """Hash of what defines one scenario's measurement on one model (its settings, model and bench)."""
+        payload = {
+            "scenario": scenario,
+            "settings": getattr(self.scenarios, scenario).model_dump(),
+            "model": self.models[model].model_dump(),
             "bench": self.bench.model_dump(),
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

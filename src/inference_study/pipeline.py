@@ -58,6 +58,23 @@ def bench_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> 
     print(f"{target.key}: {result.status}" + (f" ({result.error})" if result.error else ""))
 
 
+def scenario_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> None:
+    """Run one scenario (`+cell.scenario`) on one model (`+cell.model`) and write its result."""
+    from inference_study.environment import collect_environment
+    from inference_study.results import scenario_result_path, write_scenario_result
+    from inference_study.scenarios.run import run_scenario
+
+    scenario, model = _require(cell, "scenario"), _require(cell, "model")
+    enabled = study.scenarios.enabled()
+    if scenario not in enabled or model not in enabled[scenario].models:
+        runs = {name: settings.models for name, settings in enabled.items()}
+        raise ConfigError(f"cell.scenario: {scenario!r} on {model!r} is not configured to run; "
+                          f"configured: {runs}")
+    result = run_scenario(study, scenario, model, model_dir(model), collect_environment())
+    write_scenario_result(scenario_result_path(output_root, scenario, model), result)
+    print(f"scenario {scenario} on {model}: {result.status}" + (f" ({result.error})" if result.error else ""))
+
+
 def report_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> None:
     from inference_study.report import build_report
 

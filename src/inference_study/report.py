@@ -23,6 +23,7 @@ from inference_study.config import Cell, StudyConfig, Target  # noqa: E402
 from inference_study.equivalence import equivalence_table  # noqa: E402
 from inference_study.results import CellResult, ResultError, read_result, write_json_atomic, write_result  # noqa: E402
 from inference_study.roofline import ROOFLINE_NAME, Roofline, utilization  # noqa: E402
+from inference_study.scenarios.report import keep_scenario_inputs, load_scenarios, scenario_sections  # noqa: E402
 
 BASELINE = "hf_eager"
 INPUTS = "inputs"
@@ -448,7 +449,8 @@ def _roofline_section(roofline: Roofline | None) -> list[str]:
 
 
 def render_markdown(
-    study: StudyConfig, frame: pd.DataFrame, loaded, roofline: Roofline | None, figures: list[Path], out_dir: Path
+    study: StudyConfig, frame: pd.DataFrame, loaded, roofline: Roofline | None, figures: list[Path], out_dir: Path,
+    scenarios: list[str],
 ) -> str:
     """The human-readable report; every number in it comes from the result files."""
     counts = frame["status"].value_counts().to_dict()
@@ -480,7 +482,7 @@ def render_markdown(
             index=["model", "batch_size", "input_len", "output_len"], columns="backend", values="speedup"
         ).reset_index()
         lines += [table.to_markdown(index=False, floatfmt=".2f", missingval="—"), ""]
-    lines += trtllm_section(study, frame)
+    lines += trtllm_section(study, frame) + scenarios
     lines += _targets_section(study, frame)
     lines += _null_reasons_section(loaded)
     lines += _setup_section(frame)
@@ -614,8 +616,8 @@ def load_roofline(path: Path) -> Roofline | None:
         raise ResultError(f"{path}: not a valid roofline file: {error}") from None
 
 
-def keep_inputs(study: StudyConfig, loaded, roofline_path: Path, out_dir: Path) -> None:
-    """Copy what the report is built from (params, cell results, roofline) into `out_dir/inputs/`.
+def keep_inputs(study: StudyConfig, loaded, loaded_scenarios, roofline_path: Path, out_dir: Path) -> None:
+    """Copy what the report is built from (params, cell and scenario results, roofline) into `out_dir/inputs/`.
 
     A committed report then carries its own raw data: `inference-study report --inputs DIR` rebuilds
     it on any machine, without a GPU and without DVC.
@@ -629,6 +631,7 @@ def keep_inputs(study: StudyConfig, loaded, roofline_path: Path, out_dir: Path) 
     for cell, result in loaded:
         if result is not None:
             write_result(cell.result_path(inputs), result)
+    keep_scenario_inputs(loaded_scenarios, inputs)
     (inputs / ROOFLINE_NAME).unlink(missing_ok=True)
     if roofline_path.exists():
         shutil.copyfile(roofline_path, inputs / ROOFLINE_NAME)
@@ -637,14 +640,16 @@ def keep_inputs(study: StudyConfig, loaded, roofline_path: Path, out_dir: Path) 
 def build_report(study: StudyConfig, results_dir: Path, out_dir: Path, roofline_path: Path) -> dict[str, float]:
     """Write results.csv, summary.json, figures/*.png, report.md and the inputs into `out_dir`."""
     loaded = load_cells(study, results_dir)
+    loaded_scenarios = load_scenarios(study, results_dir)
     roofline = load_roofline(roofline_path)
     frame = results_table(loaded, roofline)
     out_dir.mkdir(parents=True, exist_ok=True)
     if results_dir.resolve() != (out_dir / INPUTS).resolve():
-        keep_inputs(study, loaded, roofline_path, out_dir)
+        keep_inputs(study, loaded, loaded_scenarios, roofline_path, out_dir)
     frame.to_csv(out_dir / "results.csv", index=False, float_format=FLOAT_FORMAT)
     headline = summary(frame)
     write_json_atomic(out_dir / "summary.json", headline)
     figures = write_figures(frame, out_dir / "figures")
-    (out_dir / "report.md").write_text(render_markdown(study, frame, loaded, roofline, figures, out_dir))
+    (out_dir / "report.md").write_text(render_markdown(study, frame, loaded, roofline, figures, out_dir,
+                                                        scenario_sections(study, loaded_scenarios)))
     return headline

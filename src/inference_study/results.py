@@ -15,6 +15,8 @@ from inference_study.config import Cell
 from inference_study.environment import STAND_IN_MARK, Environment
 from inference_study.gpu import GpuUsage
 from inference_study.metrics import Headline, Latency, Throughput
+from inference_study.scenarios.records import ScenarioRecord
+from inference_study.scenarios.settings import ScenarioName
 from inference_study.validity import Verdict
 
 SCHEMA_VERSION = 2
@@ -134,6 +136,65 @@ class CellResult(Record):
         return names
 
 
+SCENARIO_SCHEMA_VERSION = 1
+
+
+class ScenarioResult(Record):
+    """One scenario on one model: the common header of a cell result, plus the scenario's own record.
+
+    The header is versioned here (`schema_version`); the record's fields by its own `record_version`.
+    """
+
+    schema_version: Literal[1] = SCENARIO_SCHEMA_VERSION
+    kind: Literal["scenario"] = "scenario"
+    scenario: ScenarioName
+    status: Status
+    error: str | None = None
+    config_hash: str
+    device: str
+    model: ModelInfo
+    environment: Environment
+    environment_fingerprint: str
+    record: ScenarioRecord | None
+    null_reasons: dict[str, str]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ScenarioResult:
+        if (self.status == "ok") != (self.record is not None):
+            raise ValueError("status 'ok' needs a record, and only status 'ok' has one")
+        if self.record is not None and self.record.scenario != self.scenario:
+            raise ValueError(f"record of scenario {self.record.scenario!r} in a {self.scenario!r} result")
+        if self.status != "ok" and not self.error:
+            raise ValueError(f"status {self.status!r} needs an error message")
+        if self.record is None and "record" not in self.null_reasons:
+            raise ValueError("record is null without a reason in null_reasons")
+        if self.environment_fingerprint != self.environment.fingerprint:
+            raise ValueError("environment_fingerprint does not match the environment it describes")
+        return self
+
+
+def scenario_result_path(results_dir: Path, scenario: str, model: str) -> Path:
+    return results_dir / "cells" / model / "scenarios" / f"{scenario}.json"
+
+
+def write_scenario_result(path: Path, result: ScenarioResult) -> None:
+    """Validate, then write atomically."""
+    checked = ScenarioResult.model_validate(result.model_dump())
+    write_text_atomic(path, checked.model_dump_json(indent=2) + "\n")
+
+
+def read_scenario_result(path: Path) -> ScenarioResult:
+    """Read and validate one scenario result; anything else is a ResultError naming the file."""
+    raw = _read_json(path)
+    version = raw.get("schema_version") if isinstance(raw, dict) else None
+    if not isinstance(raw, dict) or raw.get("kind") != "scenario" or version != SCENARIO_SCHEMA_VERSION:
+        raise ResultError(f"{path}: not a scenario result of schema {SCENARIO_SCHEMA_VERSION}")
+    try:
+        return ScenarioResult.model_validate(raw)
+    except ValidationError as error:
+        raise ResultError(f"{path}: does not match the scenario result schema:\n{error}") from None
+
+
 def check_trtllm_provenance(path: Path, result: CellResult) -> None:
     """A TensorRT-LLM backend's result must come from an installed TensorRT-LLM, never a stand-in or none."""
     version = result.environment.tensorrt_llm
@@ -171,12 +232,7 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def read_result(path: Path) -> CellResult:
     """Read and validate one result; anything else is a ResultError naming the file."""
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ResultError(f"{path}: result file is missing (has the cell run?)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ResultError(f"{path}: not valid JSON (corrupt or truncated): {error}") from None
+    raw = _read_json(path)
     if not isinstance(raw, dict) or raw.get("schema_version") not in READABLE_VERSIONS:
         found = raw.get("schema_version") if isinstance(raw, dict) else type(raw).__name__
         raise ResultError(
@@ -188,6 +244,15 @@ def read_result(path: Path) -> CellResult:
         raise ResultError(f"{path}: does not match the result schema:\n{error}") from None
     check_trtllm_provenance(path, result)
     return result
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ResultError(f"{path}: result file is missing (has the cell run?)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ResultError(f"{path}: not valid JSON (corrupt or truncated): {error}") from None
 
 
 SCHEMA_1_GAP = "recorded with result schema 1, before this was measured"

@@ -1,0 +1,95 @@
+"""Scenario-specific result records, versioned per scenario (import-light: no torch here).
+
+A scenario result (results.ScenarioResult) carries the study's common header (status, model,
+environment, config hash, null reasons) and one of these records, told apart by `scenario`. Each
+record has its own `record_version`, so one scenario's fields can change without touching the others
+or the common schema.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Expectation(Record):
+    """The seed's expected outcome, and whether this run met it, in words a reader can check."""
+
+    expected: str
+    met: bool
+    observed: str
+
+
+class NgramWorkloadInfo(Record):
+    """A workload of the n-gram scenario and how much its greedy output repeats earlier n-grams."""
+
+    name: Literal["high_overlap", "low_overlap"]
+    construction: str
+    prompt_len: int
+    output_len: int
+    overlap_ngram: int
+    prompt_overlap: float = Field(description="share of output n-grams that occur in the prompt")
+    context_overlap: float = Field(
+        description="share of output n-grams that occur in the prompt or earlier "
+        "output: what prompt lookup can find"
+    )
+    greedy_tokens_per_s: float
+    greedy_output_ids: list[int]
+
+
+class NgramRow(Record):
+    """One draft length × n-gram size on one workload, against that workload's plain greedy run."""
+
+    workload: Literal["high_overlap", "low_overlap"]
+    draft_len: int
+    ngram_size: int
+    tokens_per_s: float
+    speedup: float
+    proposed_tokens: int
+    accepted_tokens: int
+    acceptance_rate: float | None
+    forward_passes: int
+    tokens_per_forward: float
+    identical_to_greedy: bool
+
+
+class NgramRecord(Record):
+    scenario: Literal["ngram"] = "ngram"
+    record_version: Literal[1] = 1
+    workloads: list[NgramWorkloadInfo]
+    rows: list[NgramRow]
+    expectation: Expectation
+
+
+class KvPersistRow(Record):
+    """One prefix length: instance 1 (cold, computes and saves) against instance 2 (warm, loads)."""
+
+    prefix_len: int
+    prompt_len: int
+    output_len: int
+    ttft_cold_ms: float
+    ttft_warm_ms: float
+    ttft_speedup: float
+    cache_bytes: int
+    load_ms: float | None = Field(description="null when the cache was refused")
+    prefilled_tokens_cold: int
+    prefilled_tokens_warm: int
+    cache_used: bool
+    refused_reason: str | None
+    identical_output: bool
+
+
+class KvPersistRecord(Record):
+    scenario: Literal["kv_persist"] = "kv_persist"
+    record_version: Literal[1] = 1
+    cache_format: str
+    rows: list[KvPersistRow]
+    expectation: Expectation
+
+
+ScenarioRecord = Annotated[NgramRecord | KvPersistRecord, Field(discriminator="scenario")]

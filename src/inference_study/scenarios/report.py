@@ -1,0 +1,127 @@
+"""A report section per scenario: the seed's expected outcome, whether this run met it, and its tables.
+
+The scenario results read are the ones params.yaml configures (never a directory glob), like the cells.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from inference_study.config import StudyConfig
+from inference_study.results import (
+    ScenarioResult,
+    read_scenario_result,
+    scenario_result_path,
+    write_scenario_result,
+)
+
+TITLES = {
+    "ngram": "n-gram speculative decoding (prompt lookup, seed 001 §2)",
+    "kv_persist": "Persistent prefix KV cache across instances (seed 001 §3)",
+}
+RANDOM_WEIGHTS_NOTE = (
+    "Random weights: a random model's greedy output is not text, so these acceptance rates say nothing about a "
+    "trained model's. Read them beside the workload's n-gram overlap (share of output n-grams already in the "
+    "prompt, or anywhere earlier in prompt + output, which is what prompt lookup can find): acceptance follows it."
+)
+KV_NOTE = (
+    "TTFT cold is instance 1 prefilling the whole prompt; TTFT warm is instance 2 (a new process) with the "
+    "prefix loaded from disk, prefilling only the rest; load is reading and checking the file, outside TTFT."
+)
+
+Loaded = list[tuple[str, str, ScenarioResult | None]]
+
+
+def load_scenarios(study: StudyConfig, results_dir: Path) -> Loaded:
+    """(scenario, model, result or None when it has not run) for every configured scenario run."""
+    loaded = []
+    for scenario, settings in study.scenarios.enabled().items():
+        for model in settings.models:
+            path = scenario_result_path(results_dir, scenario, model)
+            loaded.append((scenario, model, read_scenario_result(path) if path.exists() else None))
+    return loaded
+
+
+def keep_scenario_inputs(loaded: Loaded, inputs_dir: Path) -> None:
+    for scenario, model, result in loaded:
+        if result is not None:
+            write_scenario_result(scenario_result_path(inputs_dir, scenario, model), result)
+
+
+def _table(frame: pd.DataFrame) -> str:
+    return frame.to_markdown(index=False, floatfmt=".3g", missingval="—")
+
+
+def _ngram_tables(results: list[ScenarioResult]) -> list[str]:
+    workloads = pd.DataFrame(
+        [
+            {"model": r.model.name, **w.model_dump(exclude={"greedy_output_ids", "construction"})}
+            for r in results
+            for w in r.record.workloads
+        ]
+    )
+    overlap = workloads.set_index(["model", "name"])["context_overlap"]
+    rows = pd.DataFrame(
+        [{"model": r.model.name, **row.model_dump()} for r in results for row in r.record.rows]
+    )
+    rows.insert(2, "workload_overlap", [overlap[(m, w)] for m, w in zip(rows["model"], rows["workload"])])
+    constructions = {w.name: w.construction for r in results for w in r.record.workloads}
+    lines = [
+        "Workloads (overlap: share of output n-grams of size `overlap_ngram` already seen):",
+        "",
+        _table(workloads),
+        "",
+    ]
+    lines += [f"- `{name}`: {text}" for name, text in constructions.items()] + [""]
+    lines += [
+        (
+            "Speculative settings against plain greedy (same workload, same model); `workload_overlap` is the "
+            "context overlap:"
+        ),
+        "",
+        _table(rows),
+        "",
+    ]
+    if any(r.model.random_weights for r in results):
+        lines += [RANDOM_WEIGHTS_NOTE, ""]
+    return lines
+
+
+def _kv_persist_tables(results: list[ScenarioResult]) -> list[str]:
+    rows = pd.DataFrame(
+        [{"model": r.model.name, **row.model_dump()} for r in results for row in r.record.rows]
+    )
+    return [KV_NOTE, "", _table(rows), "", f"Cache format: `{results[0].record.cache_format}`.", ""]
+
+
+TABLES = {"ngram": _ngram_tables, "kv_persist": _kv_persist_tables}
+
+
+def scenario_sections(study: StudyConfig, loaded: Loaded) -> list[str]:
+    """One section per configured scenario; nothing when no scenario is configured."""
+    lines: list[str] = []
+    for scenario in dict.fromkeys(name for name, _, _ in loaded):
+        entries = [(model, result) for name, model, result in loaded if name == scenario]
+        measured = [result for _, result in entries if result is not None and result.status == "ok"]
+        settings = getattr(study.scenarios, scenario).model_dump()
+        lines += [f"## Scenario: {TITLES[scenario]}", "", f"Settings: `{json.dumps(settings)}`", ""]
+        if measured:
+            lines += [f"Expected (seed): {measured[0].record.expectation.expected}", ""]
+        for model, result in entries:
+            if result is None:
+                lines.append(f"- `{model}`: not run (no result file)")
+            elif result.status != "ok":
+                lines.append(f"- `{model}`: {result.status}: {result.error}")
+            else:
+                outcome = result.record.expectation
+                lines.append(
+                    f"- `{model}` on {result.device}: **{'met' if outcome.met else 'not met'}**; "
+                    f"{outcome.observed}"
+                )
+        lines.append("")
+        if measured:
+            lines += TABLES[scenario](measured)
+    return lines

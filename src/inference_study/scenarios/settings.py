@@ -1,0 +1,108 @@
+"""Typed settings of the study's scenarios (import-light: no torch here).
+
+A scenario is an experiment with its own workload and measurements (seed 001's n-gram speculation and
+persistent KV cache; issue 5's KV offload and multi-round chat plug in beside them). Each scenario has
+one section under `scenarios` in params.yaml, and a `models` list that is the DVC matrix of its stage:
+empty keeps the stage out of the graph, as the TensorRT-LLM stages do.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+def _unique(values: list[Any]) -> list[Any]:
+    duplicates = sorted({v for v in values if values.count(v) > 1}, key=str)
+    if duplicates:
+        raise ValueError(f"values must be unique; repeated: {duplicates}")
+    return values
+
+
+UniquePositive = Annotated[list[PositiveInt], Field(min_length=1), AfterValidator(_unique)]
+NgramWorkload = Literal["high_overlap", "low_overlap"]
+
+
+class ScenarioSettings(BaseModel):
+    """What every scenario has: the models it runs on and how often each measurement repeats."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    models: Annotated[list[str], AfterValidator(_unique)] = []
+    warmup_iterations: int = Field(default=1, ge=0)
+    iterations: int = Field(default=3, ge=1)
+
+    def longest_sequence(self) -> int:
+        """Prompt plus output of the longest request the scenario makes (checked against max_seq_len)."""
+        raise NotImplementedError
+
+
+class NgramSettings(ScenarioSettings):
+    """Prompt-lookup speculative decoding (seed 001 §2): draft length × n-gram size × workload."""
+
+    prompt_len: int = Field(default=128, ge=16, description="the workload builder seeds with 16 tokens")
+    output_len: int = Field(default=64, ge=2)
+    draft_lens: UniquePositive = [2, 4, 8]
+    ngram_sizes: UniquePositive = [1, 2, 3]
+    workloads: Annotated[list[NgramWorkload], Field(min_length=1), AfterValidator(_unique)] = [
+        "high_overlap",
+        "low_overlap",
+    ]
+    overlap_ngram: PositiveInt = Field(default=2, description="n of the reported workload n-gram overlap")
+
+    def longest_sequence(self) -> int:
+        return self.prompt_len + self.output_len
+
+
+class KvPersistSettings(ScenarioSettings):
+    """A prefix KV cache saved by one process and loaded by another (seed 001 §3)."""
+
+    prefix_lens: UniquePositive = [64, 256]
+    suffix_len: int = Field(
+        default=16,
+        ge=1,
+        description="prompt tokens after the prefix: never cached, so "
+        "generate prefills them and never re-feeds the whole prompt",
+    )
+    output_len: int = Field(default=16, ge=2)
+
+    def longest_sequence(self) -> int:
+        return max(self.prefix_lens) + self.suffix_len + self.output_len
+
+
+class ScenariosSection(BaseModel):
+    """Every scenario's settings; a scenario whose `models` is empty does not run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ngram: NgramSettings = Field(default_factory=NgramSettings)
+    kv_persist: KvPersistSettings = Field(default_factory=KvPersistSettings)
+
+    def enabled(self) -> dict[str, ScenarioSettings]:
+        """The scenarios that run, by name."""
+        return {
+            name: settings for name in type(self).model_fields if (settings := getattr(self, name)).models
+        }
+
+    def model_errors(self, max_seq_len: dict[str, int]) -> list[str]:
+        """Unknown models and requests longer than a model allows, each naming its key."""
+        problems = []
+        for name in type(self).model_fields:
+            settings: ScenarioSettings = getattr(self, name)
+            for model in settings.models:
+                if model not in max_seq_len:
+                    problems.append(
+                        f"scenarios.{name}.models: unknown model {model!r}; allowed: {sorted(max_seq_len)}"
+                    )
+                elif settings.longest_sequence() > max_seq_len[model]:
+                    problems.append(
+                        f"scenarios.{name}: longest request {settings.longest_sequence()} tokens "
+                        f"exceeds models.{model}.max_seq_len={max_seq_len[model]}"
+                    )
+        return problems
+
+
+ScenarioName = Literal["ngram", "kv_persist"]  # the fields of ScenariosSection

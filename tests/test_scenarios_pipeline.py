@@ -1,0 +1,72 @@
+"""The scenario stages in the real dvc.yaml: absent from the default DAG, one per model when a preset
+enables them, and `dvc repro` runs them into validated results and report sections."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from test_trtllm_pipeline import run
+
+from inference_study.config import load_params
+from inference_study.results import read_scenario_result, scenario_result_path
+
+SCENARIO_STAGE = re.compile(r"^(scenario_\w+)@(\S+)", re.MULTILINE)
+SMALL = [
+    "scenarios.ngram.prompt_len=32",
+    "scenarios.ngram.output_len=16",
+    "scenarios.ngram.draft_lens=[4]",
+    "scenarios.ngram.ngram_sizes=[2]",
+    "scenarios.ngram.iterations=1",
+    "scenarios.ngram.warmup_iterations=0",
+    "scenarios.kv_persist.prefix_lens=[24]",
+    "scenarios.kv_persist.iterations=1",
+    "scenarios.kv_persist.warmup_iterations=0",
+    "bench.iterations=1",
+    "bench.warmup_iterations=0",
+]
+
+
+def scenario_stages(repo: Path, *overrides: str) -> set[str]:
+    composed = run(repo, sys.executable, "-m", "inference_study.cli", "compose", *overrides)
+    assert composed.returncode == 0, composed.stderr
+    listed = run(repo, sys.executable, "-m", "dvc", "stage", "list")
+    assert listed.returncode == 0, listed.stderr
+    return {f"{name}@{item}" for name, item in SCENARIO_STAGE.findall(listed.stdout)}
+
+
+def test_default_and_h100_dags_have_no_scenario_stage(repo_copy: Path) -> None:
+    assert scenario_stages(repo_copy) == set()
+    assert scenario_stages(repo_copy, "study=h100") == set()
+
+
+def test_scenario_presets_add_one_stage_per_scenario_and_model(repo_copy: Path) -> None:
+    assert scenario_stages(repo_copy, "study=scenarios_cpu") == {
+        "scenario_ngram@tiny_llama",
+        "scenario_kv_persist@tiny_llama",
+    }
+    assert scenario_stages(repo_copy, "study=h100", "scenario=h100") == {
+        f"scenario_{name}@{model}"
+        for name in ("ngram", "kv_persist")
+        for model in ("tinyllama_1b", "qwen2_5_7b")
+    }
+
+
+@pytest.mark.slow
+def test_repro_runs_the_scenarios_into_results_and_report(repo_copy: Path) -> None:
+    scenario_stages(repo_copy, "study=scenarios_cpu", *SMALL)
+    done = run(repo_copy, sys.executable, "-m", "dvc", "repro")
+    assert done.returncode == 0, done.stderr[-3000:]
+    study = load_params(repo_copy / "params.yaml")
+    for name in ("ngram", "kv_persist"):
+        result = read_scenario_result(scenario_result_path(repo_copy / "results", name, "tiny_llama"))
+        assert result.status == "ok" and result.record.scenario == name
+        kept = scenario_result_path(repo_copy / "reports" / study.study.name / "inputs", name, "tiny_llama")
+        assert read_scenario_result(kept) == result
+    report = (repo_copy / "reports" / "scenarios_cpu" / "report.md").read_text()
+    assert (
+        "## Scenario: n-gram speculative decoding" in report and "## Scenario: Persistent prefix KV" in report
+    )
+    assert report.count("Expected (seed):") == 2

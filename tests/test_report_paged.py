@@ -48,7 +48,7 @@ def _rows(text: str, heading: str) -> list[dict[str, str]]:
 def test_without_hf_paged_in_the_sweep_the_section_says_so_and_why(tmp_path: Path) -> None:
     study = compose()
     text = section(study, tmp_path, set(study.sweep.backends))
-    assert "Not run: `sweep.backends` does not list `hf_paged`" in text
+    assert "Not run: this study's `sweep.backends` does not list `hf_paged`" in text
     assert "0.92×" in text and "###" not in text
 
 

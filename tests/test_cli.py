@@ -18,7 +18,7 @@ from inference_study.cli import main
 from inference_study.doctor import STATES
 
 REPO = Path(__file__).parents[1]
-COMMANDS = ["compose", "report", "doctor"]
+COMMANDS = ["compose", "cells", "report", "doctor"]
 
 
 def cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
@@ -54,6 +54,7 @@ def test_every_command_has_help(command: list[str]) -> None:
             ["report", "--results", "no-results-here"],
             "cells of params.yaml has a result under no-results-here/cells/",
         ),
+        (["cells", "--params", "missing.yaml"], "missing.yaml not found"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )

@@ -112,6 +112,9 @@ def _rename(path: str, new_leaf: str, *fragments: str) -> Callable[[dict[str, An
 
 EXTRA = "Extra inputs are not permitted"
 
+TARGET = {"name": "bar", "metric": "mbu_pct", "at_least": 50,
+          "cell": {"model": "tiny_llama", "backend": "hf_eager", "batch_size": 1, "input_len": 32, "output_len": 16}}
+
 # (id, mutation returning the fragments the message must contain besides the key, key path)
 CASES = [
     pytest.param(_setter("sweep.batch_sizes", [0], "got 0", "greater than 0"), "sweep.batch_sizes.0",
@@ -193,6 +196,12 @@ CASES = [
     pytest.param(_setter("study.name", "Default", "'Default'"), "study.name", id="study-name-uppercase"),
     pytest.param(_setter("study.name", "my study", "'my study'"), "study.name", id="study-name-space"),
     pytest.param(_setter("study.name", "", "''"), "study.name", id="study-name-empty"),
+    pytest.param(_setter("study.targets", [TARGET | {"cell": TARGET["cell"] | {"model": "llama_70b"}}],
+                         "'llama_70b'", "tiny_llama"), "study.targets.0.cell", id="target-unknown-model"),
+    pytest.param(_setter("study.targets", [TARGET | {"metric": "joules"}], "'joules'", "'mbu_pct'"),
+                 "study.targets.0.metric", id="target-unknown-metric"),
+    pytest.param(_setter("study.setup_share_at_most_pct", 150, "got 150", "less than or equal to 100"),
+                 "study.setup_share_at_most_pct", id="setup-share-over-100"),
 ]
 
 

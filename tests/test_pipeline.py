@@ -38,6 +38,13 @@ def ran_stages(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
+def cell_states(repo: Path) -> tuple[dict[int, str], int]:
+    """`inference-study cells --json` in the repo copy: state by batch size, and the exit code."""
+    done = subprocess.run([sys.executable, "-m", "inference_study.cli", "cells", "--json"], cwd=repo,
+                          capture_output=True, text=True)
+    return {row["batch_size"]: row["state"] for row in json.loads(done.stdout)}, done.returncode
+
+
 def test_repro_builds_report_then_idles_then_runs_only_new_cells(repo_copy: Path) -> None:
     compose(repo_copy, *SMALL_SWEEP)
     first = run(repo_copy, "dvc", "repro")
@@ -62,13 +69,19 @@ def test_repro_builds_report_then_idles_then_runs_only_new_cells(repo_copy: Path
 
     before = result_path.read_bytes()
     compose(repo_copy, *SMALL_SWEEP[:1], "sweep.batch_sizes=[1,2]", *SMALL_SWEEP[2:])
+    assert cell_states(repo_copy) == ({1: "done", 2: "missing"}, 1)
     grown = run(repo_copy, "dvc", "repro")
+    assert cell_states(repo_copy) == ({1: "done", 2: "done"}, 0)
     assert ran_stages(grown) == {"env", "bench@tiny_llama-hf_eager-2-16-4", "report"}
     assert result_path.read_bytes() == before
     summary = json.loads((report_dir / "summary.json").read_text())
     assert (summary["cells_total"], summary["cells_ok"]) == (2, 2)
     rows = (report_dir / "results.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 2
+
+    compose(repo_copy, *SMALL_SWEEP[:1], "sweep.batch_sizes=[1,2]", *SMALL_SWEEP[2:], "bench.iterations=4")
+    states, exit_code = cell_states(repo_copy)
+    assert (states, exit_code) == ({1: "stale", 2: "stale"}, 1), "a changed bench param makes every cell stale"
 
     written = [p for p in repo_copy.rglob("*") if p.is_file() and ".git" not in p.parts]
     assert len(written) > 20

@@ -39,3 +39,38 @@ def test_readme_bandwidth_matches_the_roofline() -> None:
     roofline = json.loads((ROOT / "reports" / "h100" / "inputs" / "roofline.json").read_text())
     quoted = re.search(r"relative to the ([\d,]+) GB/s", readme).group(1)
     assert _shown(roofline["measured_bandwidth_gb_s"], quoted)
+
+
+def test_readme_batch_scaling_table_matches_the_h100_results() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = pd.read_csv(ROOT / "reports" / "h100" / "results.csv")
+    header = re.search(r"^\| model, rung \| (.+) \|$", readme, re.MULTILINE).group(1)
+    batches = [int(label.removeprefix("batch ")) for label in header.split(" | ")]
+    for label, model in MODELS.items():
+        row = re.search(rf"^\| {re.escape(label)}, `hf_compiled_loop` \| (.+) \|$", readme, re.MULTILINE)
+        assert row, f"README has no batch-scaling row for {label}"
+        for batch, cell in zip(batches, row.group(1).split(" | "), strict=True):
+            rate, mbu = re.fullmatch(r"([\d,.]+) \((\d+)%\)", cell).groups()
+            measured = table[(table["model"] == model) & (table["backend"] == "hf_compiled_loop")
+                             & (table["batch_size"] == batch) & (table["input_len"] == 512)].iloc[0]
+            assert _shown(measured["output_tokens_per_s"], rate) and _shown(measured["mbu_pct"], mbu), (label, batch)
+
+
+def test_readme_target_outcomes_match_the_report() -> None:
+    """The README's sentence on the bars says what the report's Performance targets table says."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    report = (ROOT / "reports" / "h100" / "report.md").read_text()
+    judged = {name: (measured, outcome) for name, measured, outcome in
+              re.findall(r"^\| (.+?) +\| [≥≤][^|]*\| ([\d.]+)[%×] +\| (met|not met) +\|$", report, re.MULTILINE)}
+    claims = {  # README wording -> the report's target name
+        "Qwen2.5-7B batch-1 MBU ≥ 70%": "Qwen2.5-7B shape, best rung's decode MBU at batch 1",
+        "TinyLlama batch-32 throughput ≥ 10× batch 1": "TinyLlama-1.1B shape, best rung's output tok/s at batch 32 over batch 1",
+        "TinyLlama batch-1 MBU ≥ 50%": "TinyLlama-1.1B shape, best rung's decode MBU at batch 1",
+        "setup ≤ 50% of cell wall time": "setup share of cell wall time",
+    }
+    met, not_met = readme.split(" are met; ")[0], readme.split(" are met; ")[1].split(" are not.")[0]
+    for wording, target in claims.items():
+        measured, outcome = judged[target]
+        assert wording in (met if outcome == "met" else not_met), (wording, outcome)
+        if outcome == "not met":
+            assert f"{wording} ({float(measured):.0f}%" in not_met, (wording, measured)

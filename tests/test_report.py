@@ -124,3 +124,53 @@ def test_a_failed_verdict_never_feeds_a_speedup(study: StudyConfig, results_dir:
     assert "tiny_llama.hf_static_compiled.speedup_over_hf_eager_geomean" not in headline
     text = (out / "report.md").read_text()
     assert "memory blind" in text and "Verdicts: 2 fail, 2 warn" in text  # the OOM cell fails too
+
+
+def test_cells_from_another_environment_give_no_speedup(study: StudyConfig, results_dir: Path, tmp_path: Path) -> None:
+    from inference_study.environment import collect_environment
+
+    static_b1 = next(c for c in study.cells() if c.backend == "hf_static_compiled" and c.batch_size == 1)
+    elsewhere = collect_environment().model_copy(update={"torch": "0.0.0-another-build"})
+    write_result(static_b1.result_path(results_dir), make_result(static_b1, step_s=0.005, environment=elsewhere))
+    out = tmp_path / "report"
+    headline = _build(study, results_dir, out)
+    assert "tiny_llama.hf_static_compiled.speedup_over_hf_eager_geomean" not in headline
+    text = (out / "report.md").read_text()
+    assert "ran in another environment than their `hf_eager` cell" in text
+    assert elsewhere.fingerprint in text and "cells were measured in 2 different environments" in text
+
+
+def test_targets_are_judged_against_measured_cells(study: StudyConfig, results_dir: Path, tmp_path: Path) -> None:
+    """Eager runs at 10 ms/token; static (5 ms/token) ran out of memory at batch 4."""
+    def target(name: str, backend: str, batch: int, at_least: float, relative_to: int | None = None) -> dict:
+        cell = {"model": "tiny_llama", "backend": backend, "batch_size": batch, "input_len": 32, "output_len": 16}
+        return {"name": name, "cell": cell, "metric": "output_tokens_per_s", "at_least": at_least,
+                "relative_to_batch": relative_to}
+
+    raw = study.model_dump() | {"study": {"name": "bars", "setup_share_at_most_pct": 99.9, "targets": [
+        target("eager tok/s", "hf_eager", 1, 90), target("eager too fast", "hf_eager", 1, 1e6),
+        target("eager scaling", "hf_eager", 4, 3.9, relative_to=1), target("static b4", "hf_static_compiled", 4, 1),
+        target("eager b8", "hf_eager", 8, 1)]}}
+    out = tmp_path / "report"
+    _build(validate_params(raw), results_dir, out)
+    text = (out / "report.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| eager") or
+            line.startswith("| static") or line.startswith("| setup")}
+    assert rows["eager tok/s"].rstrip("| ").endswith("met") and "not met" not in rows["eager tok/s"]
+    assert "not met" in rows["eager too fast"]
+    assert "4×" in rows["eager scaling"] and "not met" not in rows["eager scaling"]  # 4 requests per step
+    assert "not judged: batch 4: oom" in rows["static b4"]
+    assert "not judged: batch 8 is not in this sweep" in rows["eager b8"]
+    assert "≤ 99.9%" in rows["setup share of cell wall time"]
+
+
+def test_setup_share_is_summed_per_model_and_backend(study: StudyConfig, results_dir: Path, tmp_path: Path) -> None:
+    """Each factory cell spends 0.03 s loading, 0.18 s warming up and 0.23 s measuring; OOM cells don't count."""
+    from inference_study.report import setup_by_backend
+
+    _build(study, results_dir, tmp_path / "report")
+    frame = pd.read_csv(tmp_path / "report" / "results.csv")
+    totals = setup_by_backend(frame).set_index("backend")
+    assert totals.loc["hf_eager", "measure_s"] == pytest.approx(2 * 0.23)
+    assert totals.loc["hf_static_compiled", "measure_s"] == pytest.approx(0.23), "the OOM cell measured nothing"
+    assert totals["setup_share_pct"].tolist() == pytest.approx([100 * 0.21 / 0.44] * 2)

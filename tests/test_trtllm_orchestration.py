@@ -249,3 +249,36 @@ def test_every_trtllm_backend_name_resolves_to_its_class(study: StudyConfig) -> 
         cls = backend_class(cell.backend)
         assert cls.memory_seen_by_torch_allocator is False
         assert cls.flow == ("pytorch" if cell.backend == "trtllm_pytorch" else "engine")
+
+
+@pytest.mark.parametrize("message", [
+    "[TensorRT-LLM][ERROR] CUDA runtime error in cudaMallocAsync(ptr, n, mCudaStream->get()): out of memory",
+    "[TensorRT-LLM][ERROR] Out of memory: could not allocate the KV cache pool",
+])
+def test_a_tensorrt_llm_out_of_memory_error_is_the_cells_recorded_outcome(
+    monkeypatch: pytest.MonkeyPatch, study: StudyConfig, model_stage_dir: Path, message: str,
+) -> None:
+    install(monkeypatch, "1.2.1")
+
+    def out_of_memory(self, input_ids: list[list[int]], output_len: int) -> None:
+        raise RuntimeError(message)
+
+    monkeypatch.setattr(backend_class("trtllm_pytorch"), "generate", out_of_memory)
+    cell = next(c for c in study.trtllm_cells() if c.backend == "trtllm_pytorch")
+    result = run_cell(study, cell, model_stage_dir, collect_environment())
+    assert result.status == "oom" and message.splitlines()[0] in result.error
+    assert result.verdict.status == "fail" and result.latency is None
+
+
+def test_other_tensorrt_llm_errors_still_stop_the_stage(
+    monkeypatch: pytest.MonkeyPatch, study: StudyConfig, model_stage_dir: Path,
+) -> None:
+    install(monkeypatch, "1.2.1")
+
+    def broken(self, input_ids: list[list[int]], output_len: int) -> None:
+        raise RuntimeError("[TensorRT-LLM][ERROR] Assertion failed: engine built for another GPU")
+
+    monkeypatch.setattr(backend_class("trtllm_pytorch"), "generate", broken)
+    cell = next(c for c in study.trtllm_cells() if c.backend == "trtllm_pytorch")
+    with pytest.raises(RuntimeError, match="another GPU"):
+        run_cell(study, cell, model_stage_dir, collect_environment())

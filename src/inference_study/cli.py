@@ -1,4 +1,5 @@
-"""`inference-study`: compose params.yaml from conf/, check it for drift, rebuild the report, check the machine."""
+"""`inference-study`: compose params.yaml from conf/, check it for drift, list cell states, rebuild the
+report, check the machine."""
 
 from __future__ import annotations
 
@@ -43,6 +44,24 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cells(args: argparse.Namespace) -> int:
+    """One row per cell of the params; exit 1 when any cell is not done, so scripts can wait on it."""
+    import json
+    from collections import Counter
+
+    from tabulate import tabulate
+
+    from inference_study.cell_status import cell_statuses, dvc_changes_by_output
+
+    study = load_params(args.params)
+    statuses = cell_statuses(study, args.results, dvc_changes_by_output(Path(".")))
+    rows = [status.as_row() for status in statuses]
+    print(json.dumps(rows, indent=2) if args.json else tabulate(rows, headers="keys"))
+    counts = Counter(status.state for status in statuses)
+    print(", ".join(f"{count} {state}" for state, count in sorted(counts.items())), file=sys.stderr)
+    return 0 if set(counts) == {"done"} else 1
+
+
 def _doctor(args: argparse.Namespace) -> int:
     """Print every finding; exit 1 when any is a problem (absent optional pieces are not)."""
     import json
@@ -76,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--inputs", type=Path, help="a report's inputs/ folder (e.g. reports/h100/inputs): "
                         "rebuild that report from its committed raw results")
     report.set_defaults(handler=_report)
+    cells = commands.add_parser("cells", help="each cell of params.yaml and its state: done, stale (dvc status), "
+                                "missing, oom, failed, or invalid (a result file that fails validation)")
+    cells.add_argument("--params", type=Path, default=PARAMS_FILE, help="params file naming the cells")
+    cells.add_argument("--results", type=Path, default=RESULTS_DIR, help="directory holding cells/")
+    cells.add_argument("--json", action="store_true", help="print the rows as JSON")
+    cells.set_defaults(handler=_cells)
     doctor = commands.add_parser("doctor", help="what is installed and usable here: GPU, NVML, torch/CUDA, "
                                  "transformers, tensorrt_llm, backends, DVC remote, params.yaml")
     doctor.add_argument("--json", action="store_true", help="print the findings as JSON")

@@ -35,11 +35,6 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class StudySection(Strict):
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    description: str = ""
-
-
 class ModelShape(Strict):
     """Architecture sizes of a random-weight model; typed so a typo cannot silently fall back to a default."""
 
@@ -131,6 +126,29 @@ class Cell(Strict):
         return results_dir / "cells" / f"{self.key}.json"
 
 
+class Target(Strict):
+    """A performance bar the report checks against one measured cell: a benchmark, not a test.
+
+    With `relative_to_batch` the value is the cell's metric over the same metric at that batch size
+    (same model, backend and lengths), e.g. how batch 32 scales over batch 1.
+    """
+
+    name: str
+    cell: Cell
+    metric: Literal["mbu_pct", "output_tokens_per_s", "tpot_p50_ms", "ttft_p50_ms"]
+    at_least: float
+    relative_to_batch: PositiveInt | None = None
+
+
+class StudySection(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    description: str = ""
+    targets: list[Target] = Field(default_factory=list, description="performance bars shown in the report")
+    setup_share_at_most_pct: float | None = Field(
+        default=None, gt=0, le=100, description="bar on setup (load, compile, warmup) as a share of cell wall time"
+    )
+
+
 class StudyConfig(Strict):
     study: StudySection
     models: dict[str, ModelSpec]
@@ -147,6 +165,10 @@ class StudyConfig(Strict):
         for name in self.sweep.backends:
             if name not in BACKEND_SETTINGS:
                 raise ValueError(f"sweep.backends: unknown backend {name!r}; allowed: {sorted(BACKEND_SETTINGS)}")
+        for index, target in enumerate(self.study.targets):
+            if target.cell.model not in self.models or target.cell.backend not in BACKEND_SETTINGS:
+                raise ValueError(f"study.targets.{index}.cell: unknown model {target.cell.model!r} or backend "
+                                 f"{target.cell.backend!r}; allowed: {sorted(self.models)} and {sorted(BACKEND_SETTINGS)}")
         for key in ("models", "pytorch_models"):
             outside = [name for name in getattr(self.trtllm, key) if name not in self.sweep.models]
             if outside:

@@ -107,8 +107,6 @@ def _measure(
     backend: Backend, input_ids: list[list[int]], cell: Cell, bench: BenchSettings, watch: _GpuWatch
 ) -> tuple[list[Generation], dict[str, float], str, str | None]:
     """Load, warm up and time the backend; an OOM anywhere is the outcome, and the backend is always released."""
-    import torch
-
     phases: dict[str, float] = {}
     generations: list[Generation] = []
     try:
@@ -120,8 +118,10 @@ def _measure(
         with _timer(phases, "measure_s"), watch:
             for _ in progress(range(bench.iterations), f"measure {cell.key}"):
                 generations.append(backend.generate(input_ids, cell.output_len))
-    except torch.OutOfMemoryError as oom:
-        return [], phases, "oom", f"GPU out of memory: {str(oom).splitlines()[0]}"
+    except Exception as error:
+        if not backend.is_out_of_memory(error):
+            raise
+        return [], phases, "oom", f"GPU out of memory: {str(error).splitlines()[0]}"
     finally:
         backend.release()
     return generations, phases, "ok", None

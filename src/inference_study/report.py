@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
 from inference_study.backends.registry import backend_class, engine_profile, is_trtllm  # noqa: E402
-from inference_study.config import Cell, StudyConfig  # noqa: E402
+from inference_study.config import Cell, StudyConfig, Target  # noqa: E402
 from inference_study.equivalence import equivalence_table  # noqa: E402
 from inference_study.results import CellResult, ResultError, read_result, write_json_atomic, write_result  # noqa: E402
 from inference_study.roofline import ROOFLINE_NAME, Roofline, utilization  # noqa: E402
@@ -129,16 +129,36 @@ def _measured(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[(frame["status"] == "ok") & (frame["verdict"] != "fail")]
 
 
-def speedups(frame: pd.DataFrame) -> pd.DataFrame:
-    """Output tok/s of each backend over the baseline on the same model and shape (ok cells only)."""
+SPEEDUP_KEYS = ["model", "batch_size", "input_len", "output_len"]
+
+
+def _paired_with_baseline(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each comparable cell beside the baseline cell of the same model and shape."""
     ok = _measured(frame)
-    keys = ["model", "batch_size", "input_len", "output_len"]
     if ok.empty or BASELINE not in set(ok["backend"]):
-        return pd.DataFrame(columns=[*keys, "backend", "speedup"])
-    base = ok[ok["backend"] == BASELINE].set_index(keys)["output_tokens_per_s"]
-    joined = ok.join(base.rename("baseline_tokens_per_s"), on=keys, how="inner")
-    joined["speedup"] = joined["output_tokens_per_s"] / joined["baseline_tokens_per_s"]
-    return joined[keys + ["backend", "speedup"]]
+        return pd.DataFrame(columns=[*SPEEDUP_KEYS, "backend", "speedup", "same_environment",
+                                     "environment_fingerprint", "baseline_environment_fingerprint"])
+    base = ok[ok["backend"] == BASELINE].set_index(SPEEDUP_KEYS)[["output_tokens_per_s", "environment_fingerprint"]]
+    joined = ok.join(base.add_prefix("baseline_"), on=SPEEDUP_KEYS, how="inner")
+    joined["speedup"] = joined["output_tokens_per_s"] / joined["baseline_output_tokens_per_s"]
+    joined["same_environment"] = joined["environment_fingerprint"] == joined["baseline_environment_fingerprint"]
+    return joined
+
+
+def speedups(frame: pd.DataFrame) -> pd.DataFrame:
+    """Output tok/s of each backend over the baseline on the same model, shape and environment.
+
+    A pair measured in two environments (another GPU, driver or library version) is no speedup.
+    """
+    paired = _paired_with_baseline(frame)
+    return paired[paired["same_environment"].astype(bool)][SPEEDUP_KEYS + ["backend", "speedup"]]
+
+
+def cross_environment_pairs(frame: pd.DataFrame) -> pd.DataFrame:
+    """The cells left out of the speedups because the baseline ran in another environment."""
+    paired = _paired_with_baseline(frame)
+    return paired[~paired["same_environment"].astype(bool)][
+        SPEEDUP_KEYS + ["backend", "environment_fingerprint", "baseline_environment_fingerprint"]]
 
 
 def setup_share_pct(frame: pd.DataFrame) -> float | None:
@@ -148,6 +168,28 @@ def setup_share_pct(frame: pd.DataFrame) -> float | None:
         return None
     setup = float((ok["load_s"] + ok["warmup_s"]).sum())
     return 100.0 * setup / (setup + float(ok["measure_s"].sum()))
+
+
+def setup_by_backend(frame: pd.DataFrame) -> pd.DataFrame:
+    """Seconds of setup and measurement summed per model and backend, with setup's share."""
+    ok = _measured(frame)
+    totals = ok.groupby(["model", "backend"], sort=False)[["load_s", "warmup_s", "measure_s"]].sum().reset_index()
+    setup = totals["load_s"] + totals["warmup_s"]
+    totals["setup_share_pct"] = 100.0 * setup / (setup + totals["measure_s"])
+    return totals
+
+
+def _setup_section(frame: pd.DataFrame) -> list[str]:
+    lines = ["## Setup versus measurement (seconds)", ""]
+    share = setup_share_pct(frame)
+    if share is None:
+        return lines + ["No measured cell.", ""]
+    lines += [f"Setup (load, compile, warmup) took {share:.1f}% of the cells' wall time; the rest was measurement. "
+              "Compiled rungs compile one static graph per cell (per shape).", "",
+              _markdown_table(setup_by_backend(frame), ["model", "backend", "load_s", "warmup_s", "measure_s",
+                                                        "setup_share_pct"]), ""]
+    return lines + [_markdown_table(frame, ["model", "backend", "batch_size", "input_len", "load_s", "warmup_s",
+                                            "measure_s"]), ""]
 
 
 def summary(frame: pd.DataFrame) -> dict[str, float]:
@@ -427,6 +469,10 @@ def render_markdown(
     if not problems.empty:
         lines += ["Cells without a measurement (never counted in speedups):", ""]
         lines += [_markdown_table(problems, ["model", "backend", "batch_size", "input_len", "output_len", "status", "error"]), ""]
+    unpaired = cross_environment_pairs(frame)
+    if not unpaired.empty:
+        lines += [f"**Warning:** these cells ran in another environment than their `{BASELINE}` cell, so no "
+                  "speedup is computed for them:", "", _markdown_table(unpaired, list(unpaired.columns)), ""]
     speedup = speedups(frame)
     if not speedup.empty and (speedup["backend"] != BASELINE).any():
         lines += [f"## Speedup over `{BASELINE}` (output tokens/s ratio)", ""]
@@ -435,16 +481,56 @@ def render_markdown(
         ).reset_index()
         lines += [table.to_markdown(index=False, floatfmt=".2f", missingval="—"), ""]
     lines += trtllm_section(study, frame)
+    lines += _targets_section(study, frame)
     lines += paged_kv_section(study, frame)
     lines += _null_reasons_section(loaded)
-    lines += ["## Setup versus measurement (seconds)", ""]
-    share = setup_share_pct(frame)
-    if share is not None:
-        lines += [f"Setup (load, compile, warmup) took {share:.1f}% of the cells' wall time; the rest was measurement.", ""]
-    lines += [_markdown_table(frame, ["model", "backend", "batch_size", "input_len", "load_s", "warmup_s", "measure_s"]), ""]
+    lines += _setup_section(frame)
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.relative_to(out_dir).as_posix()})" for p in figures] + [""]
     lines += _roofline_section(roofline) + _environment_section(loaded) + _configuration_section(study)
     return "\n".join(lines)
+
+
+def target_value(target: Target, frame: pd.DataFrame) -> tuple[float | None, str]:
+    """The target's measured value, or None with the reason it cannot be judged."""
+    def measured(batch_size: int) -> tuple[float | None, str]:
+        coords = target.cell.model_dump() | {"batch_size": batch_size}
+        rows = frame[np.logical_and.reduce([frame[key] == value for key, value in coords.items()])]
+        if rows.empty:
+            return None, f"batch {batch_size} is not in this sweep"
+        row = rows.iloc[0]
+        if row["status"] != "ok":
+            return None, f"batch {batch_size}: {row['status']}"
+        if row["verdict"] == "fail" or pd.isna(row.get(target.metric)):
+            return None, f"batch {batch_size}: verdict {row['verdict']}, {target.metric} not measured"
+        return float(row[target.metric]), ""
+
+    value, why = measured(target.cell.batch_size)
+    if value is None or target.relative_to_batch is None:
+        return value, why
+    base, why = measured(target.relative_to_batch)
+    return (None, why) if base is None else (value / base, "")
+
+
+def _targets_section(study: StudyConfig, frame: pd.DataFrame) -> list[str]:
+    """The study's performance bars, each with its measured value and whether this run met it."""
+    section = study.study
+    if not section.targets and section.setup_share_at_most_pct is None:
+        return []
+    rows = []
+    for target in section.targets:
+        value, why = target_value(target, frame)
+        unit = "×" if target.relative_to_batch else ("%" if target.metric.endswith("pct") else "")
+        met = "not judged: " + why if value is None else ("met" if value >= target.at_least else "not met")
+        rows.append((target.name, f"≥ {target.at_least:g}{unit}", "—" if value is None else f"{value:.3g}{unit}", met))
+    if section.setup_share_at_most_pct is not None:
+        share = setup_share_pct(frame)
+        met = "not judged: no measured cell" if share is None else (
+            "met" if share <= section.setup_share_at_most_pct else "not met")
+        rows.append(("setup share of cell wall time", f"≤ {section.setup_share_at_most_pct:g}%",
+                     "—" if share is None else f"{share:.3g}%", met))
+    table = pd.DataFrame(rows, columns=["target", "bar", "measured", "outcome"]).to_markdown(index=False)
+    return ["## Performance targets", "", "Bars set by the study preset (`study.targets`), checked against "
+            "the measured cells; a cell that is missing, failed or not in the sweep is not judged.", "", table, ""]
 
 
 TRTLLM_DOCS = "docs/tensorrt-llm.md"
@@ -624,8 +710,8 @@ def paged_kv_section(study: StudyConfig, frame: pd.DataFrame) -> list[str]:
     lines += [f"Against `{CONTIGUOUS_RUNGS[0]}` the ratio also carries that rung's torch.compile and CUDA "
               f"graphs, which `{PAGED}` does without; against `{CONTIGUOUS_RUNGS[1]}` neither side compiles, "
               "so it compares the cache layout and continuous batching's packed steps alone. transformers' "
-              "`paged|sdpa` gathers K/V through an index and builds a mask each step, where TensorRT-LLM runs "
-              "fused paged-attention kernels, so the size of the seed's ratio is not expected to carry over; "
+              "`paged|sdpa` gathers K/V through an index and builds a mask each step, where TensorRT-LLM "
+              "runs fused paged-attention kernels, so the size of the seed's ratio is not expected to carry over; "
               "its direction is what is compared.", ""]
     return lines
 

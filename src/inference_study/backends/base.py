@@ -62,6 +62,12 @@ class Backend(ABC):
         """
         return None
 
+    def is_out_of_memory(self, error: Exception) -> bool:
+        """Whether `error` means the device ran out of memory (recorded as the cell's `oom` outcome)."""
+        import torch
+
+        return isinstance(error, torch.OutOfMemoryError)
+
     @abstractmethod
     def load(self) -> None:
         """Load weights onto the device; not timed as part of any request."""

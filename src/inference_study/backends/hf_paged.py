@@ -3,15 +3,16 @@
 Changes from `hf_static_compiled`: the KV cache is a pool of `num_blocks` blocks of `block_size` tokens
 shared by all requests (allocated once, by the first call: the harness's warmup) instead of one
 contiguous `[batch, max_len]` buffer per call; the batch's tokens are packed into one ragged step
-with a block-table read/write index, and attention runs as `paged|sdpa`. No torch.compile: continuous batching does not use the generation
-config's compile settings, and CUDA graphs stay off under `paged|sdpa` (it needs an attention mask).
+with a block-table read/write index, and attention runs as `paged|sdpa`. No torch.compile:
+continuous batching does not use the generation config's compile settings, and CUDA graphs stay off
+under `paged|sdpa` (it needs an attention mask). The pool is allocated through torch, so the
+allocator's peak includes it.
 """
 
 from __future__ import annotations
 
 import time
 
-import torch
 from transformers import ContinuousBatchingConfig, GenerationConfig
 from transformers.generation.continuous_batching import RequestStatus
 
@@ -56,11 +57,12 @@ class HfPaged(HfGenerate):
         self.manager = self.model.init_continuous_batching(
             generation_config=generation, continuous_batching_config=batching
         )
-        try:
-            self.manager.warmup()
-        except MemoryError as error:  # the pool's footprint check, before anything is allocated
-            raise torch.OutOfMemoryError(f"paged KV pool does not fit: {error}") from error
+        self.manager.warmup()
         self.manager.start()
+
+    def is_out_of_memory(self, error: Exception) -> bool:
+        """Also transformers' own check, which raises MemoryError for a pool larger than free memory."""
+        return isinstance(error, MemoryError) or super().is_out_of_memory(error)
 
     def generate(self, input_ids: list[list[int]], output_len: int) -> Generation:
         """Submit the batch at once and wait for every request; token times are the manager's own stamps.

@@ -9,9 +9,9 @@ definitions. TensorRT-LLM allocates outside torch's caching allocator, so memory
 from __future__ import annotations
 
 import asyncio
-from abc import abstractmethod
 import json
 import time
+from abc import abstractmethod
 from pathlib import Path
 from typing import ClassVar
 
@@ -60,6 +60,12 @@ class TrtllmBackend(Backend):
         self.llm: object | None = None
         self.band: Band | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+
+    def is_out_of_memory(self, error: Exception) -> bool:
+        """TensorRT-LLM's C++ runtime reports CUDA and KV-cache allocation failures as a RuntimeError whose
+        text says "out of memory"; its PyTorch backend raises torch's own error."""
+        return super().is_out_of_memory(error) or (
+            isinstance(error, RuntimeError) and "out of memory" in str(error).lower())
 
     @abstractmethod
     def llm_kwargs(self, kv_cache_config: object) -> dict[str, object]:

@@ -26,8 +26,9 @@ from inference_study.results import CellResult, read_result, write_result
 from inference_study.workload import synthetic_input_ids, token_hash
 
 REPO = Path(__file__).parents[1]
-BACKENDS = ["hf_eager", "hf_static_compiled", "hf_compiled_loop"]
+BACKENDS = ["hf_eager", "hf_static_compiled", "hf_compiled_loop", "hf_paged"]
 COMPILED = ["hf_static_compiled", "hf_compiled_loop"]
+UNCOMPILED = ["hf_eager", "hf_paged"]
 BATCH, INPUT_LEN, OUTPUT_LEN = 2, 16, 8
 GPU_FIELDS = [name for name in GpuUsage.model_fields if name != "samples"]
 
@@ -128,14 +129,21 @@ def test_greedy_is_repeatable(runs: dict[str, Run], name: str) -> None:
 
 def test_greedy_outputs_identical_between_backends(runs: dict[str, Run]) -> None:
     eager = runs["hf_eager"].first.output_ids
-    for name in COMPILED:
+    for name in [*COMPILED, "hf_paged"]:
         assert runs[name].first.output_ids == eager, name
     assert len({tuple(ids) for ids in eager}) == BATCH, "two different prompts give two different outputs"
 
 
+def test_paged_greedy_tokens_match_the_contiguous_static_cache(runs: dict[str, Run]) -> None:
+    """Paging the KV cache changes where keys and values live, never what greedy decoding produces (fp32)."""
+    assert runs["hf_paged"].first.output_ids == runs["hf_static_compiled"].first.output_ids
+    assert runs["hf_paged"].second.output_ids == runs["hf_static_compiled"].second.output_ids
+
+
 def test_only_the_compiled_backends_compile_on_cpu(runs: dict[str, Run]) -> None:
     """The compiled backends really run compiled code on CPU instead of silently falling back to eager."""
-    assert runs["hf_eager"].graphs_compiled == 0
+    for name in UNCOMPILED:
+        assert runs[name].graphs_compiled == 0, name
     for name in COMPILED:
         assert runs[name].graphs_compiled > 0, name
 
@@ -146,6 +154,9 @@ def test_generation_configs(runs: dict[str, Run], study: StudyConfig) -> None:
         assert config.max_new_tokens == config.min_new_tokens == OUTPUT_LEN
         assert config.do_sample is False
         assert config.eos_token_id is None, "EOS is ignored: every request produces exactly output_len tokens"
+    paged = runs["hf_paged"].generation_config
+    assert paged.max_new_tokens == OUTPUT_LEN and paged.do_sample is False
+    assert paged.eos_token_id == -1, "continuous batching's own 'never stop': no request ends early"
     assert runs["hf_eager"].generation_config.cache_implementation is None
     static = runs["hf_static_compiled"].generation_config
     settings = study.backend_settings("hf_static_compiled")
@@ -259,6 +270,18 @@ def test_run_cell_oom_during_measurement(study: StudyConfig, model_dir: Path, en
     assert result.status == "oom"
     assert result.tokens is None, "tokens of the completed iteration are not reported for an OOM cell"
     assert result.phases.warmup_s is not None
+    _assert_recorded_failure(result, tmp_path)
+
+
+def test_paged_pool_that_does_not_fit_is_recorded_as_oom(study: StudyConfig, model_dir: Path, environment,
+                                                         tmp_path: Path) -> None:
+    """transformers refuses a pool larger than free memory before allocating it; the cell records an OOM."""
+    raw = study.model_dump()
+    raw["backends"]["hf_paged"] = {**raw["backends"]["hf_paged"], "num_blocks": 10**9}
+    result = harness.run_cell(validate_params(raw), _cell(study, "hf_paged"), model_dir, environment)
+    assert result.status == "oom"
+    assert result.error is not None and "is more than available memory" in result.error
+    assert result.phases.load_s is not None and result.phases.measure_s is None
     _assert_recorded_failure(result, tmp_path)
 
 

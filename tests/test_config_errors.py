@@ -70,6 +70,25 @@ def _hf_without_revision(raw: dict[str, Any]) -> tuple[str, ...]:
     return ("source='hf'", "'revision'")
 
 
+def _paged_pool_one_block_short(raw: dict[str, Any]) -> tuple[str, ...]:
+    """Put hf_paged in the sweep with a pool one block smaller than its largest cell needs."""
+    paged = raw["backends"]["hf_paged"]
+    sweep = raw["sweep"]
+    blocks_per_request = -(-(max(sweep["input_lens"]) + max(sweep["output_lens"])) // paged["block_size"])
+    needed = max(sweep["batch_sizes"]) * blocks_per_request
+    _set(raw, "sweep.backends", [*sweep["backends"], "hf_paged"])
+    _set(raw, "backends.hf_paged.num_blocks", needed - 1)
+    return (f"{needed - 1} blocks", f"needs {needed} blocks", f"allowed: >= {needed}")
+
+
+def _paged_step_below_batch(raw: dict[str, Any]) -> tuple[str, ...]:
+    """hf_paged in the sweep with fewer tokens per step than the largest batch decodes at once."""
+    batch = max(raw["sweep"]["batch_sizes"])
+    _set(raw, "sweep.backends", [*raw["sweep"]["backends"], "hf_paged"])
+    _set(raw, "backends.hf_paged.max_batch_tokens", batch - 1)
+    return (f"cannot decode batch {batch}", f"allowed: >= {batch}")
+
+
 def _setter(path: str, value: Any, *fragments: str) -> Callable[[dict[str, Any]], tuple[str, ...]]:
     def mutate(raw: dict[str, Any]) -> tuple[str, ...]:
         _set(raw, path, value)
@@ -164,6 +183,16 @@ CASES = [
                  id="setting-of-another-backend"),
     pytest.param(_setter("backends.trtllm", {}, "unknown backend", "hf_eager", "hf_static_compiled"),
                  "backends.trtllm", id="unknown-backend-section"),
+    pytest.param(_setter("backends.hf_paged.num_blocks", 0, "got 0", "greater than 0"),
+                 "backends.hf_paged.num_blocks", id="paged-pool-empty"),
+    pytest.param(_setter("backends.hf_paged.block_size", 2, "got 2", "greater than or equal to 4"),
+                 "backends.hf_paged.block_size", id="paged-block-below-transformers-minimum"),
+    pytest.param(_setter("backends.hf_paged.attn_implementation", "sdpa_paged", "'sdpa_paged'",
+                         "'paged|sdpa'"),
+                 "backends.hf_paged.attn_implementation", id="paged-pre-5-attn-name"),
+    pytest.param(_paged_pool_one_block_short, "backends.hf_paged.num_blocks",
+                 id="paged-pool-below-largest-cell"),
+    pytest.param(_paged_step_below_batch, "backends.hf_paged.max_batch_tokens", id="paged-step-below-batch"),
     pytest.param(_setter("study.name", "Default", "'Default'"), "study.name", id="study-name-uppercase"),
     pytest.param(_setter("study.name", "my study", "'my study'"), "study.name", id="study-name-space"),
     pytest.param(_setter("study.name", "", "''"), "study.name", id="study-name-empty"),
@@ -264,6 +293,20 @@ def test_validate_cell_length_over_max_seq_len(study: StudyConfig) -> None:
     message = str(caught.value)
     assert "cell.input_len" in message
     assert str(limit - 3) in message and f"models.tiny_llama.max_seq_len={limit}" in message
+
+
+def test_validate_cell_paged_pool_too_small(study: StudyConfig) -> None:
+    """A cell given on the command line is checked against hf_paged's pool, not only the sweep's cells."""
+    pool = study.backend_settings("hf_paged")
+    tokens = pool.num_blocks * pool.block_size
+    batch = 4  # each request's share of the pool stays under tiny_llama's max_seq_len
+    fits = tokens // batch - 4
+    study.validate_cell(_cell(backend="hf_paged", batch_size=batch, input_len=fits, output_len=4))
+    with pytest.raises(ConfigError) as caught:  # one token more per request: one more block each
+        study.validate_cell(_cell(backend="hf_paged", batch_size=batch, input_len=fits + 1, output_len=4))
+    message = str(caught.value)
+    assert "backends.hf_paged.num_blocks" in message
+    assert f"needs {pool.num_blocks + batch} blocks" in message
 
 
 @pytest.mark.parametrize(

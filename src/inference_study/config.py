@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from inference_study.backends.base import BackendSettings
 from inference_study.backends.registry import BACKEND_SETTINGS, TRTLLM_PYTORCH, engine_backend, engine_profile
 from inference_study.scenarios.settings import ScenariosSection
 from inference_study.trtllm.settings import TrtllmEngineSettings, TrtllmSection
@@ -186,6 +187,10 @@ class StudyConfig(Strict):
             except ValidationError as error:
                 raise ValueError(_format_errors(error, prefix=f"backends.{name}")) from None
         problems = self.scenarios.model_errors({name: spec.max_seq_len for name, spec in self.models.items()})
+        for name in self.sweep.backends:
+            problems += self.backend_settings(name).sweep_errors(
+                self.sweep.batch_sizes, self.sweep.input_lens, self.sweep.output_lens
+            )
         if problems:
             raise ValueError("\n".join(problems))
         longest = max(self.sweep.input_lens) + max(self.sweep.output_lens)
@@ -198,7 +203,7 @@ class StudyConfig(Strict):
                 )
         return self
 
-    def backend_settings(self, name: str) -> BaseModel:
+    def backend_settings(self, name: str) -> BackendSettings:
         """The typed settings of one backend (its defaults when params.yaml gives none).
 
         TensorRT-LLM settings come from the `trtllm` section; an engine backend's `engine_dir` is set by
@@ -257,6 +262,10 @@ class StudyConfig(Strict):
                 f"cell.input_len: {cell.input_len} + output {cell.output_len} exceeds "
                 f"models.{cell.model}.max_seq_len={limit}"
             )
+        problems = self.backend_settings(cell.backend).sweep_errors([cell.batch_size], [cell.input_len],
+                                                                    [cell.output_len])
+        if problems:
+            raise ConfigError("\n".join(problems))
         return cell
 
     def cell_config_hash(self, cell: Cell) -> str:

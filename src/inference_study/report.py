@@ -484,6 +484,7 @@ def render_markdown(
         lines += [table.to_markdown(index=False, floatfmt=".2f", missingval="—"), ""]
     lines += trtllm_section(study, frame) + scenarios
     lines += _targets_section(study, frame)
+    lines += paged_kv_section(study, frame)
     lines += _null_reasons_section(loaded)
     lines += _setup_section(frame)
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.relative_to(out_dir).as_posix()})" for p in figures] + [""]
@@ -604,6 +605,117 @@ def trtllm_section(study: StudyConfig, frame: pd.DataFrame) -> list[str]:
                       table.to_markdown(index=False, floatfmt=".3g", missingval="—")]
     return lines + ["", "— : that rung has no usable measurement at that shape (missing, out of memory, failed, "
                     "or a `fail` verdict; see Validity). Speedups divide measured values of the same shape only.", ""]
+
+
+PAGED = "hf_paged"
+# Contiguous-KV rungs paged KV is set against: the static-cache rung (issue 5's comparison), then the
+# eager rung, which like hf_paged compiles nothing, so its ratio isolates the cache layout from compilation.
+CONTIGUOUS_RUNGS = ("hf_static_compiled", "hf_eager")
+SEED_000 = {"batch_size": 8, "input_len": 512, "output_len": 512}
+SEED_000_RATIO = 0.92
+PAGED_RATIOS = {  # column: label of paged ÷ contiguous
+    "output_tokens_per_s": "tok/s ×",
+    "ttft_p50_ms": "TTFT P50 ×",
+    "tpot_p50_ms": "TPOT P50 ×",
+    "e2e_p50_ms": "E2E P50 ×",
+}
+SHAPE = ["batch_size", "input_len", "output_len"]
+
+
+def _higher_throughput(row: pd.Series) -> str:
+    """Which side has the higher output tokens/s: by non-overlapping 95% intervals when both have one."""
+    label = "output_tokens_per_s"
+    bounds = [row.get(f"{label}_{end}_{side}")
+              for side in ("paged", "contiguous") for end in ("ci_low", "ci_high")]
+    if any(value is None or pd.isna(value) for value in bounds):
+        return "paged" if row["tok/s ×"] > 1 else "contiguous"
+    paged_low, paged_high, contiguous_low, contiguous_high = bounds
+    if paged_low > contiguous_high:
+        return "paged"
+    if contiguous_low > paged_high:
+        return "contiguous"
+    return "neither (intervals overlap)"
+
+
+def paged_ratios(frame: pd.DataFrame, contiguous: str) -> pd.DataFrame:
+    """hf_paged ÷ a contiguous rung per model and shape, measured cells of both only, with the winner."""
+    measured = _measured(frame)
+    keys = ["model", *SHAPE]
+    paged = measured[measured["backend"] == PAGED].set_index(keys)
+    other = measured[measured["backend"] == contiguous].set_index(keys)
+    joined = paged.merge(other, left_index=True, right_index=True, suffixes=("_paged", "_contiguous"))
+    table = pd.DataFrame(index=joined.index)
+    for column, label in PAGED_RATIOS.items():
+        table[label] = joined[f"{column}_paged"] / joined[f"{column}_contiguous"]
+    if not table.empty:
+        table["higher tok/s"] = pd.concat([table, joined], axis=1).apply(_higher_throughput, axis=1)
+    return table.reset_index()
+
+
+def _seed_000_lines(ratios: pd.DataFrame, contiguous: str) -> list[str]:
+    """Seed 000's shape in this run, if measured: the ratio and whether paged loses, as it did there."""
+    at_seed = ratios[(ratios[SHAPE] == pd.Series(SEED_000)).all(axis=1)]
+    if at_seed.empty:
+        return [f"Seed 000's shape (batch 8, input 512, output 512) has no measured `{PAGED}` / "
+                f"`{contiguous}` pair in this run, so its number is not checked here."]
+    lines = []
+    for _, row in at_seed.iterrows():
+        ratio = row["tok/s ×"]
+        outcome = "loses, as in the seed" if ratio < 1 else "does not lose, unlike the seed"
+        lines.append(f"At seed 000's shape on `{row['model']}`, paged ÷ `{contiguous}` output tokens/s is "
+                     f"{ratio:.2f}× (seed 000: {SEED_000_RATIO}× on TensorRT-LLM): paged {outcome}.")
+    return lines
+
+
+def _paged_not_measured(study: StudyConfig, frame: pd.DataFrame) -> str | None:
+    """Why there is no paged/contiguous pair to compare, or None when there is one."""
+    if PAGED not in study.sweep.backends:
+        return (f"Not run: this study's `sweep.backends` does not list `{PAGED}` (the default CPU sweep "
+                "leaves it out to keep `dvc repro` quick, and results measured before the rung existed "
+                f"cannot hold it). Add it with `sweep.backends=[...,{PAGED}]`, with a pool "
+                f"(`backends.{PAGED}.num_blocks`) large enough for the sweep's largest cell.")
+    present = [rung for rung in CONTIGUOUS_RUNGS if rung in study.sweep.backends]
+    if not present:
+        return (f"Not compared: `sweep.backends` lists `{PAGED}` but no contiguous-KV rung "
+                f"({', '.join(f'`{r}`' for r in CONTIGUOUS_RUNGS)}) to set it against.")
+    if all(paged_ratios(frame, rung).empty for rung in present):
+        counts = frame[frame["backend"] == PAGED]["status"].value_counts().to_dict()
+        shown = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        return (f"No shape has usable measurements of both `{PAGED}` and a contiguous rung ({PAGED} cells: "
+                f"{shown}); missing cells have not run yet, the others are listed above with their errors.")
+    return None
+
+
+def paged_kv_section(study: StudyConfig, frame: pd.DataFrame) -> list[str]:
+    """Paged against contiguous KV per cell (seed 000's question, PyTorch side), or why it is not shown."""
+    lines = [
+        "## Paged KV", "",
+        f"Seed 000 measured a TensorRT-LLM engine with paged KV at {SEED_000_RATIO}× the throughput of the "
+        "same engine with contiguous KV, at batch 8, input 512, output 512. Here `hf_paged` (transformers "
+        "continuous batching over a fixed pool of KV blocks, `paged|sdpa`) is set against the contiguous-KV "
+        "rungs. Ratios are paged ÷ contiguous: above 1 paged has more tokens/s or a longer latency.", "",
+    ]
+    reason = _paged_not_measured(study, frame)
+    if reason:
+        return lines + [reason, ""]
+    for rung in (rung for rung in CONTIGUOUS_RUNGS if rung in study.sweep.backends):
+        ratios = paged_ratios(frame, rung)
+        if ratios.empty:
+            continue
+        wins = (ratios["higher tok/s"] == "paged").sum()
+        losses = (ratios["higher tok/s"] == "contiguous").sum()
+        lines += [f"### `{PAGED}` ÷ `{rung}`", "",
+                  f"Paged has the higher throughput in {wins} of {len(ratios)} shapes and the lower in "
+                  f"{losses}.",
+                  "", ratios.to_markdown(index=False, floatfmt=".3g"), ""]
+        lines += _seed_000_lines(ratios, rung) + [""]
+    lines += [f"Against `{CONTIGUOUS_RUNGS[0]}` the ratio also carries that rung's torch.compile and CUDA "
+              f"graphs, which `{PAGED}` does without; against `{CONTIGUOUS_RUNGS[1]}` neither side compiles, "
+              "so it compares the cache layout and continuous batching's packed steps alone. transformers' "
+              "`paged|sdpa` gathers K/V through an index and builds a mask each step, where TensorRT-LLM "
+              "runs fused paged-attention kernels, so the size of the seed's ratio is not expected to carry over; "
+              "its direction is what is compared.", ""]
+    return lines
 
 
 def load_roofline(path: Path) -> Roofline | None:

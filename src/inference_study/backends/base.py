@@ -19,6 +19,12 @@ class BackendSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def sweep_errors(
+        self, batch_sizes: list[int], input_lens: list[int], output_lens: list[int]
+    ) -> list[str]:
+        """Why some cell of a sweep cannot run with these settings, each naming the key (none by default)."""
+        return []
+
 
 @dataclass(frozen=True)
 class Generation:

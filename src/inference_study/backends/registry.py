@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from inference_study.backends.hf_settings import (
     HfCompiledLoopSettings,
     HfEagerSettings,
+    HfPagedSettings,
     HfStaticCompiledSettings,
 )
 
@@ -23,6 +24,7 @@ BACKEND_SETTINGS: dict[str, type[BackendSettings]] = {
     "hf_eager": HfEagerSettings,
     "hf_static_compiled": HfStaticCompiledSettings,
     "hf_compiled_loop": HfCompiledLoopSettings,
+    "hf_paged": HfPagedSettings,
 }
 
 TRTLLM_PYTORCH = "trtllm_pytorch"
@@ -31,6 +33,7 @@ _BACKEND_CLASSES = {
     "hf_eager": "inference_study.backends.hf:HfEager",
     "hf_static_compiled": "inference_study.backends.hf:HfStaticCompiled",
     "hf_compiled_loop": "inference_study.backends.hf_loop:HfCompiledLoop",
+    "hf_paged": "inference_study.backends.hf_paged:HfPaged",
     TRTLLM_PYTORCH: "inference_study.backends.trtllm:TrtllmPytorch",
     TRTLLM_ENGINE_PREFIX: "inference_study.backends.trtllm:TrtllmEngine",  # one class, every engine profile
 }

@@ -1,0 +1,101 @@
+"""Paged KV: the HF model under transformers continuous batching, its KV cache in a fixed pool of blocks.
+
+Changes from `hf_static_compiled`: the KV cache is a pool of `num_blocks` blocks of `block_size` tokens
+shared by all requests (allocated once, by the first call: the harness's warmup) instead of one
+contiguous `[batch, max_len]` buffer per call; the batch's tokens are packed into one ragged step
+with a block-table read/write index, and attention runs as `paged|sdpa`. No torch.compile:
+continuous batching does not use the generation config's compile settings, and CUDA graphs stay off
+under `paged|sdpa` (it needs an attention mask). The pool is allocated through torch, so the
+allocator's peak includes it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from transformers import ContinuousBatchingConfig, GenerationConfig
+from transformers.generation.continuous_batching import RequestStatus
+
+from inference_study.backends.base import Generation
+from inference_study.backends.hf import HfGenerate, synchronize
+from inference_study.backends.hf_settings import HfPagedSettings
+
+# How long to wait for the next finished request before checking that the manager thread is alive.
+RESULT_POLL_S = 1.0
+
+
+class HfPaged(HfGenerate):
+    name = "hf_paged"
+    description = (
+        "changes from hf_static_compiled: a paged KV pool of fixed num_blocks x block_size shared by the "
+        "batch (transformers continuous batching, paged|sdpa) instead of a contiguous static cache; "
+        "no torch.compile"
+    )
+    settings: HfPagedSettings
+
+    def load(self) -> None:
+        super().load()
+        self.manager = None
+
+    def generation_config(self, input_len: int, output_len: int) -> GenerationConfig:
+        """Greedy, EOS disabled (-1 is continuous batching's "never stop"): every request runs its length."""
+        return GenerationConfig(
+            max_new_tokens=output_len,
+            do_sample=False,
+            eos_token_id=-1,
+            pad_token_id=self.model.config.pad_token_id or 0,
+        )
+
+    def _start_manager(self, generation: GenerationConfig) -> None:
+        """Allocate the KV pool and start the manager's thread; the harness's warmup call pays for this."""
+        batching = ContinuousBatchingConfig(
+            block_size=self.settings.block_size,
+            num_blocks=self.settings.num_blocks,
+            max_batch_tokens=self.settings.max_batch_tokens,
+            allow_block_sharing=self.settings.allow_block_sharing,
+        )
+        self.manager = self.model.init_continuous_batching(
+            generation_config=generation, continuous_batching_config=batching
+        )
+        self.manager.warmup()
+        self.manager.start()
+
+    def is_out_of_memory(self, error: Exception) -> bool:
+        """Also transformers' own check, which raises MemoryError for a pool larger than free memory."""
+        return isinstance(error, MemoryError) or super().is_out_of_memory(error)
+
+    def generate(self, input_ids: list[list[int]], output_len: int) -> Generation:
+        """Submit the batch at once and wait for every request; token times are the manager's own stamps.
+
+        Not under inference mode: the manager's thread updates its buffers in place under `no_grad`, which
+        tensors created under inference mode forbid.
+        """
+        if self.manager is None:
+            self._start_manager(self.generation_config(len(input_ids[0]), output_len))
+        synchronize(self.device)
+        start = time.perf_counter()
+        request_ids = self.manager.add_requests(input_ids, max_new_tokens=output_len, record_timestamps=True)
+        finished = {}
+        while len(finished) < len(request_ids):
+            output = self.manager.get_result(timeout=RESULT_POLL_S)
+            if output is None:
+                if not self.manager.is_running():
+                    raise RuntimeError("the continuous batching thread stopped before the batch finished")
+                continue
+            if output.status == RequestStatus.FAILED:
+                raise RuntimeError(f"continuous batching request {output.request_id} failed: {output.error}")
+            if output.is_finished():
+                finished[output.request_id] = output
+        outputs = [finished[request_id] for request_id in request_ids]
+        return Generation(
+            output_ids=[output.generated_tokens for output in outputs],
+            start=start,
+            token_times=[output.timestamps for output in outputs],
+        )
+
+    def release(self) -> None:
+        """Stop the manager's thread and drop its KV pool before the model goes."""
+        if getattr(self, "manager", None) is not None:
+            self.manager.destroy()
+            self.manager = None
+        super().release()

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_trtllm_pipeline import run
+from test_trtllm_pipeline import composed_stages, run
 
 from inference_study.config import load_params
 from inference_study.results import read_scenario_result, scenario_result_path
@@ -30,11 +30,7 @@ SMALL = [
 
 
 def scenario_stages(repo: Path, *overrides: str) -> set[str]:
-    composed = run(repo, sys.executable, "-m", "inference_study.cli", "compose", *overrides)
-    assert composed.returncode == 0, composed.stderr
-    listed = run(repo, sys.executable, "-m", "dvc", "stage", "list")
-    assert listed.returncode == 0, listed.stderr
-    return {f"{name}@{item}" for name, item in SCENARIO_STAGE.findall(listed.stdout)}
+    return composed_stages(repo, SCENARIO_STAGE, *overrides)
 
 
 def test_default_and_h100_dags_have_no_scenario_stage(repo_copy: Path) -> None:

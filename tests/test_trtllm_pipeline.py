@@ -23,12 +23,17 @@ def run(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(args), cwd=repo, capture_output=True, text=True, env=env)
 
 
-def stages(repo: Path, *overrides: str) -> set[str]:
+def composed_stages(repo: Path, pattern: re.Pattern[str], *overrides: str) -> set[str]:
+    """`name@item` of the DAG's stages matching `pattern` after composing params with `overrides`."""
     composed = run(repo, sys.executable, "-m", "inference_study.cli", "compose", *overrides)
     assert composed.returncode == 0, composed.stderr
     listed = run(repo, sys.executable, "-m", "dvc", "stage", "list")
     assert listed.returncode == 0, listed.stderr
-    return {f"{name}@{item}" for name, item in TRTLLM_STAGE.findall(listed.stdout)}
+    return {f"{name}@{item}" for name, item in pattern.findall(listed.stdout)}
+
+
+def stages(repo: Path, *overrides: str) -> set[str]:
+    return composed_stages(repo, TRTLLM_STAGE, *overrides)
 
 
 def test_default_and_h100_dags_have_no_trtllm_stage(repo_copy: Path) -> None:

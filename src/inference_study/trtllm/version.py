@@ -152,8 +152,7 @@ def installed_version() -> str | None:
 def preflight(flows: list[Flow], version: str | None, study_name: str, features: list[Feature] = ()) -> None:
     """Stop a study that enables TensorRT-LLM flows or scenario variants this machine cannot run, before any
     stage does work. A scenario variant runs on the PyTorch flow, so it checks that flow too."""
-    flows = list(dict.fromkeys([*flows, *(["pytorch"] if features else [])]))
-    if not flows:
+    if not flows and not features:
         return
     if version is None:
         enabled = ", ".join([*(FLOW_BACKENDS[flow] for flow in flows), *(FEATURES[f].what for f in features)])
@@ -163,7 +162,7 @@ def preflight(flows: list[Flow], version: str | None, study_name: str, features:
         )
     for flow in flows:
         band_for(version, flow)
-    for feature in features:
+    for feature in features:  # each checks the PyTorch flow's band first
         require_feature(version, feature)
 
 

@@ -33,8 +33,11 @@ class ScenarioSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     models: Annotated[list[str], AfterValidator(_unique)] = []
+    # Which variants run, not how one is measured: left out of model_dump, so the hf measurement's config
+    # hash and its report settings stay the same when a TensorRT-LLM variant is switched on beside it.
     backends: Annotated[list[ScenarioBackend], Field(min_length=1), AfterValidator(_unique)] = Field(
         default=["hf"],
+        exclude=True,
         description="hf: transformers (runs anywhere); trtllm_pytorch: TensorRT-LLM's LLM API, off by default",
     )
     warmup_iterations: int = Field(default=1, ge=0)

@@ -20,8 +20,8 @@ from inference_study.backends.base import Backend, BackendSettings, Generation
 from inference_study.config import ConfigError
 from inference_study.trtllm.calls import (
     COMPLETION_OUTPUT_READS, KV_CACHE_CONFIG, PERF_METRICS_READ, REQUEST_OUTPUT_READS, SAMPLING_PARAMS,
-    SHUTDOWN_ARGS, SPECULATIVE_COUNTER_READS, SPECULATIVE_LLM_KEYWORD, SPECULATIVE_METRICS_GROUP, LlmExtras, engine_llm_kwargs,
-    generate_async_kwargs, kv_cache_kwargs, pytorch_llm_kwargs, sampling_kwargs,
+    SHUTDOWN_ARGS, SPECULATIVE_COUNTER_READS, SPECULATIVE_LLM_KEYWORD, SPECULATIVE_METRICS_GROUP, LlmExtras,
+    engine_llm_kwargs, generate_async_kwargs, kv_cache_kwargs, pytorch_llm_kwargs, sampling_kwargs,
 )
 from inference_study.trtllm.settings import TrtllmEngineSettings, TrtllmPytorchSettings
 from inference_study.trtllm.version import Band, Flow, band_for, import_tensorrt_llm, resolve

@@ -6,25 +6,32 @@ added to the code without a contract record fails here, for the band that lacks 
 
 from __future__ import annotations
 
+import inspect
+import re
 from pathlib import Path
 from typing import get_args
 
 import pytest
 import yaml
 from trtllm_contract import (
-    BUILD_CLI, CLASS_IDENTITY, COMPLETION_OUTPUT, CONVERT_CLI, GENERATE_ASYNC, LLM_METHODS, OBJECTS,
-    REQUEST_OUTPUT, entry, llm_keywords, objects, unlisted,
+    BUILD_CLI, CLASS_IDENTITY, COMPLETION_OUTPUT, CONNECTOR_DATA, CONNECTOR_SCHEDULER, CONNECTOR_WORKER,
+    CONVERT_CLI, GENERATE_ASYNC, KV_CONNECTOR, LLM_METHODS, NGRAM_DECODING, OBJECTS, PERF_METRICS, REQUEST_OUTPUT,
+    SPECULATIVE_UNION, entry, llm_keywords, objects, unlisted,
 )
+from trtllm_stand_in import import_connector
 
 from inference_study.compose import compose_yaml
 from inference_study.config import Dtype
 from inference_study.trtllm.calls import (
-    COMPLETION_OUTPUT_READS, CONVERT_ARCH_DIRS, CONVERT_SCRIPT, KV_CACHE_CONFIG, REQUEST_OUTPUT_READS,
-    SAMPLING_PARAMS, build_argv, convert_argv, engine_llm_kwargs, generate_async_kwargs, kv_cache_kwargs,
-    pytorch_llm_kwargs, sampling_kwargs,
+    COMPLETION_OUTPUT_READS, CONVERT_ARCH_DIRS, CONVERT_SCRIPT, KV_CACHE_CONFIG, KV_CACHE_CONFIG_READS,
+    KV_CONNECTOR_BASE_MODULE, KV_CONNECTOR_LLM_ARGS_READS, KV_CONNECTOR_SCHEDULER_BASE, KV_CONNECTOR_WORKER_BASE,
+    PERF_METRICS_READ, REQUEST_DATA_READS, REQUEST_OUTPUT_READS, SAMPLING_PARAMS, SCHEDULER_OUTPUT_READS,
+    SPECULATIVE_COUNTER_READS, SPECULATIVE_METRICS_GROUP, build_argv, convert_argv, engine_llm_kwargs,
+    generate_async_kwargs, kv_cache_kwargs, kv_connector_llm_extras, ngram_llm_extras, pytorch_llm_kwargs,
+    sampling_kwargs,
 )
 from inference_study.trtllm.settings import EngineProfile, KvCacheRuntime, TrtllmPytorchSettings
-from inference_study.trtllm.version import BANDS, Band
+from inference_study.trtllm.version import BANDS, FEATURES, Band, TrtllmUnavailable, require_feature
 
 REPO = Path(__file__).parents[1]
 ENGINE_BANDS = [band for band in BANDS if band.engine_llm]
@@ -137,3 +144,108 @@ def test_bands_use_only_recorded_labels_and_do_not_overlap() -> None:
     labels = {label for versions in OBJECTS.values() for label in versions}
     assert all(set(band.contract_labels) <= labels for band in BANDS)
     assert all(earlier.high == later.low for earlier, later in zip(BANDS, BANDS[1:]))
+
+
+# The scenario variants (issue 6): n-gram speculation and the KV cache connector, on the PyTorch flow.
+def lowest_running(band: Band, feature: str) -> str:
+    """The band's first version that may take `feature`."""
+    major, minor = max(band.low, FEATURES[feature].first)
+    return f"{major}.{minor}"
+
+
+def feature_bands(feature: str) -> list[Band]:
+    """The PyTorch bands where `feature` runs (the preflight refuses it on the others)."""
+    runs = []
+    for band in PYTORCH_BANDS:
+        try:
+            require_feature(lowest_running(band, feature), feature)
+        except TrtllmUnavailable:
+            continue
+        runs.append(band)
+    return runs
+
+
+def group_reads(obj: str, group: str, names: tuple[str, ...], band: Band) -> list[str]:
+    """Names read from one group of a contract entry whose `names` are grouped (missing at some label)."""
+    return sorted({name for label in band.contract_labels for name in names
+                   if name not in entry(obj, label)["names"].get(group, [])})
+
+
+def test_feature_bands_follow_the_contract() -> None:
+    """n-gram: every PyTorch band (1.2.x and main-2026 record it; 0.15.0 has none); the connector: 1.1 to 1.2."""
+    assert [band.name for band in feature_bands("ngram")] == [band.name for band in PYTORCH_BANDS]
+    assert [band.name for band in feature_bands("kv_connector")] == ["1.0-1.2"]
+    assert entry(NGRAM_DECODING, "0.15.0")["names"] == []
+    with pytest.raises(TrtllmUnavailable, match=r"1.1 <= version < 1.3"):
+        require_feature("1.0.0", "kv_connector")
+    with pytest.raises(TrtllmUnavailable, match=r"1.1 <= version < 1.3"):
+        require_feature("1.3.0rc4", "kv_connector")
+    with pytest.raises(TrtllmUnavailable, match="outside what the API contract covers"):
+        require_feature("0.21.0", "ngram")
+
+
+@pytest.mark.parametrize("band", feature_bands("ngram"), ids=lambda band: band.name)
+def test_ngram_variant_names_are_in_the_contract(band: Band) -> None:
+    ((keyword, (config_class, config_kwargs)),) = ngram_llm_extras(4, 3).items()
+    assert config_class == NGRAM_DECODING and config_kwargs["max_draft_len"] == 4
+    problems = {
+        "LLM keyword": unlisted([keyword], band, llm_keywords("pytorch")),
+        "speculative_config union": unlisted([config_class.rpartition(".")[2]], band, objects(SPECULATIVE_UNION)),
+        "NGramDecodingConfig": unlisted(config_kwargs, band, objects(NGRAM_DECODING)),
+        "SamplingParams": unlisted(sampling_kwargs(4, 2, 0, perf_metrics=True), band, objects(SAMPLING_PARAMS)),
+        "CompletionOutput reads": unlisted([PERF_METRICS_READ], band, objects(COMPLETION_OUTPUT)),
+        "speculative counters": group_reads(PERF_METRICS, SPECULATIVE_METRICS_GROUP, SPECULATIVE_COUNTER_READS, band),
+    }
+    assert not any(problems.values()), problems
+
+
+# Recorded methods our connector does not override: the base classes implement them (NVIDIA's example
+# overrides none of them either); a real run on 1.1/1.2 is what confirms it.
+LEFT_TO_THE_BASE_CLASS = {"bind_connector_meta", "get_connector_meta", "register_forward_pass_callable"}
+
+
+def _parameters(recorded_method: str) -> list[str]:
+    """`get_finished(finished_gen_req_ids, started_loading_req_ids)` → its parameter names."""
+    inside = re.search(r"\((.*)\)", recorded_method).group(1)
+    return [name.strip() for name in inside.split(",") if name.strip()]
+
+
+@pytest.mark.parametrize("band", feature_bands("kv_connector"), ids=lambda band: band.name)
+def test_kv_connector_variant_names_and_methods_are_in_the_contract(
+    band: Band, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connector, _ = import_connector(monkeypatch, lowest_running(band, "kv_connector"))
+    ((keyword, (config_class, config_kwargs)),) = kv_connector_llm_extras().items()
+    assert config_class == KV_CONNECTOR
+    problems = {
+        "LLM keyword": unlisted([keyword], band, llm_keywords("pytorch")),
+        "KvCacheConnectorConfig": unlisted(config_kwargs, band, objects(KV_CONNECTOR)),
+        "llm_args reads": unlisted(KV_CONNECTOR_LLM_ARGS_READS, band, llm_keywords("pytorch")),
+        "KvCacheConfig reads": unlisted(KV_CACHE_CONFIG_READS, band, objects(KV_CACHE_CONFIG)),
+        "SchedulerOutput reads": group_reads(CONNECTOR_DATA, "SchedulerOutput", SCHEDULER_OUTPUT_READS, band),
+        "RequestData reads": group_reads(CONNECTOR_DATA, "RequestData", REQUEST_DATA_READS, band),
+    }
+    assert not any(problems.values()), problems
+    # TensorRT-LLM instantiates the classes the config names, from the module it names.
+    assert config_kwargs["connector_module"] == connector.__name__
+    for label in band.contract_labels:
+        for recorded_class, ours, base in (
+            (CONNECTOR_SCHEDULER, config_kwargs["connector_scheduler_class"], KV_CONNECTOR_SCHEDULER_BASE),
+            (CONNECTOR_WORKER, config_kwargs["connector_worker_class"], KV_CONNECTOR_WORKER_BASE),
+        ):
+            found = entry(recorded_class, label)
+            assert found["path"].replace("/", ".").removesuffix(".py") == KV_CONNECTOR_BASE_MODULE
+            cls = getattr(connector, ours)
+            assert cls.__mro__[1].__name__ == base
+            ours_defined = [method for method in found["names"] if method.split("(")[0] in vars(cls)]
+            left_to_base = {method.split("(")[0] for method in found["names"]} - set(vars(cls))
+            assert left_to_base <= LEFT_TO_THE_BASE_CLASS, left_to_base
+            for method in ours_defined:
+                params = list(inspect.signature(vars(cls)[method.split("(")[0]]).parameters)[1:]
+                assert params == _parameters(method), (ours, method)
+
+
+def test_a_misspelt_connector_read_is_caught() -> None:
+    one_x = next(band for band in BANDS if band.name == "1.0-1.2")
+    assert group_reads(CONNECTOR_DATA, "RequestData", ("request_id", "block_hashes"), one_x) == ["block_hashes"]
+    assert group_reads(PERF_METRICS, SPECULATIVE_METRICS_GROUP, ("accepted_tokens",), one_x) == ["accepted_tokens"]

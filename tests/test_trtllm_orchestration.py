@@ -7,13 +7,12 @@ TensorRT-LLM result: it cannot be written, read, or reported.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from trtllm_contract import callee_objects, unlisted
-from trtllm_stand_in import FIRST_TOKEN, stand_in_modules
+from trtllm_stand_in import FIRST_TOKEN, install_stand_in as install
 
 from inference_study.backends.registry import backend_class
 from inference_study.compose import compose_yaml
@@ -44,13 +43,6 @@ def model_stage_dir(study: StudyConfig, tmp_path_factory: pytest.TempPathFactory
     out = tmp_path_factory.mktemp("results") / "models" / MODEL
     prepare_model(MODEL, study.models[MODEL], out)
     return out
-
-
-def install(monkeypatch: pytest.MonkeyPatch, version: str):
-    modules, log = stand_in_modules(version)
-    for name, module in modules.items():
-        monkeypatch.setitem(sys.modules, name, module)
-    return log
 
 
 @pytest.mark.parametrize(("version", "flow", "llm_class"), [

@@ -36,6 +36,13 @@ GENERATE_ASYNC = "tensorrt_llm.LLM.generate_async"
 REQUEST_OUTPUT = "tensorrt_llm.llmapi.RequestOutput"
 COMPLETION_OUTPUT = "tensorrt_llm.llmapi.CompletionOutput"
 BUILD_CLI = "trtllm-build CLI"
+NGRAM_DECODING = "tensorrt_llm.llmapi.NGramDecodingConfig"
+SPECULATIVE_UNION = "speculative_config union (LLM.__init__)"
+PERF_METRICS = "CompletionOutput.request_perf_metrics"
+KV_CONNECTOR = "tensorrt_llm.llmapi.llm_args.KvCacheConnectorConfig"
+CONNECTOR_SCHEDULER = "KvCacheConnectorScheduler (abstract methods)"
+CONNECTOR_WORKER = "KvCacheConnectorWorker (abstract methods)"
+CONNECTOR_DATA = "SchedulerOutput / RequestData (connector)"
 CONVERT_CLI = {"llama": "convert_checkpoint.py (llama)", "qwen2": "convert_checkpoint.py (qwen)"}
 
 ObjectsOf = Callable[[str], Iterable[str]]
@@ -97,6 +104,8 @@ def callee_objects(llm_class: str, flow: Flow) -> dict[str, ObjectsOf]:
     return {
         "tensorrt_llm.llmapi.KvCacheConfig": objects("tensorrt_llm.llmapi.KvCacheConfig"),
         "tensorrt_llm.SamplingParams": objects("tensorrt_llm.SamplingParams"),
+        NGRAM_DECODING: objects(NGRAM_DECODING),
+        KV_CONNECTOR: objects(KV_CONNECTOR),
         llm_class: llm_keywords(flow),
         f"{llm_class}.generate_async": objects(GENERATE_ASYNC),
     }

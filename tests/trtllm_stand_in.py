@@ -10,8 +10,12 @@ result carrying that mark, so nothing it produces can enter a report as a Tensor
 from __future__ import annotations
 
 import asyncio
+import importlib
+import sys
 from dataclasses import dataclass, field
 from types import ModuleType, SimpleNamespace
+
+import pytest
 
 FIRST_TOKEN = 7  # the ids it "generates": FIRST_TOKEN, FIRST_TOKEN + 1, ...
 
@@ -27,11 +31,14 @@ class CallLog:
 
 
 class _Stream:
-    """What `generate_async(streaming=True)` returns: yields itself once per new token."""
+    """What `generate_async(streaming=True)` returns: yields itself once per new token. Asked for perf
+    metrics, it reports speculative counters that are plainly not measured (no drafts proposed)."""
 
-    def __init__(self, max_tokens: int):
+    def __init__(self, max_tokens: int, perf_metrics: bool):
         self.max_tokens = max_tokens
-        self.outputs = [SimpleNamespace(token_ids=[])]
+        unmeasured = SimpleNamespace(speculative_decoding=SimpleNamespace(
+            total_draft_tokens=0, total_accepted_draft_tokens=0))
+        self.outputs = [SimpleNamespace(token_ids=[], request_perf_metrics=unmeasured if perf_metrics else None)]
 
     def __aiter__(self) -> _Stream:
         return self
@@ -59,7 +66,8 @@ def _llm_class(log: CallLog, callee: str) -> type:
     class LLM(_recording_class(log, callee)):
         def generate_async(self, **kwargs: object) -> _Stream:
             log.calls.append((f"{callee}.generate_async", kwargs))
-            return _Stream(kwargs["sampling_params"].kwargs["max_tokens"])
+            sampling = kwargs["sampling_params"].kwargs
+            return _Stream(sampling["max_tokens"], sampling.get("return_perf_metrics", False))
 
         def shutdown(self) -> None:
             log.calls.append((f"{callee}.shutdown", {}))
@@ -68,6 +76,31 @@ def _llm_class(log: CallLog, callee: str) -> type:
             log.calls.append((f"{callee}.__exit__", {}))
 
     return LLM
+
+
+def _connector_bases(log: CallLog) -> ModuleType:
+    """`tensorrt_llm._torch.pyexecutor.kv_cache_connector`: bases that record construction and hold the
+    step's metadata, as the contract's `bind_connector_meta` / `get_connector_meta` do."""
+    module = ModuleType("tensorrt_llm._torch.pyexecutor.kv_cache_connector")
+
+    def base(name: str) -> type:
+        class Base:
+            def __init__(self, llm_args: object):
+                log.calls.append((f"{module.__name__}.{name}", {"llm_args": llm_args}))
+                self._metadata = None
+
+            def bind_connector_meta(self, metadata: object) -> None:
+                self._metadata = metadata
+
+            def get_connector_meta(self) -> object:
+                return self._metadata
+
+        Base.__name__ = Base.__qualname__ = name
+        return Base
+
+    module.KvCacheConnectorScheduler = base("KvCacheConnectorScheduler")
+    module.KvCacheConnectorWorker = base("KvCacheConnectorWorker")
+    return module
 
 
 def stand_in_modules(version: str) -> tuple[dict[str, ModuleType], CallLog]:
@@ -80,8 +113,29 @@ def stand_in_modules(version: str) -> tuple[dict[str, ModuleType], CallLog]:
     root.SamplingParams = _recording_class(log, "tensorrt_llm.SamplingParams")
     llmapi = ModuleType("tensorrt_llm.llmapi")
     llmapi.KvCacheConfig = _recording_class(log, "tensorrt_llm.llmapi.KvCacheConfig")
+    llmapi.NGramDecodingConfig = _recording_class(log, "tensorrt_llm.llmapi.NGramDecodingConfig")
+    llm_args = ModuleType("tensorrt_llm.llmapi.llm_args")
+    llm_args.KvCacheConnectorConfig = _recording_class(log, "tensorrt_llm.llmapi.llm_args.KvCacheConnectorConfig")
+    llmapi.llm_args = llm_args
+    connector = _connector_bases(log)
     engine = ModuleType("tensorrt_llm._tensorrt_engine")
     engine.LLM = _llm_class(log, "tensorrt_llm._tensorrt_engine.LLM")
     root.llmapi, root._tensorrt_engine = llmapi, engine
-    modules = {"tensorrt_llm": root, "tensorrt_llm.llmapi": llmapi, "tensorrt_llm._tensorrt_engine": engine}
+    modules = {"tensorrt_llm": root, "tensorrt_llm.llmapi": llmapi, "tensorrt_llm._tensorrt_engine": engine,
+               "tensorrt_llm.llmapi.llm_args": llm_args, connector.__name__: connector}
     return modules, log
+
+
+def install_stand_in(monkeypatch: pytest.MonkeyPatch, version: str) -> CallLog:
+    """Put the stand-in in `sys.modules` for one test; returns its call log."""
+    modules, log = stand_in_modules(version)
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    return log
+
+
+def import_connector(monkeypatch: pytest.MonkeyPatch, version: str) -> tuple[ModuleType, CallLog]:
+    """inference_study.trtllm.kv_connector imported fresh over the stand-in's connector base classes."""
+    log = install_stand_in(monkeypatch, version)
+    monkeypatch.delitem(sys.modules, "inference_study.trtllm.kv_connector", raising=False)
+    return importlib.import_module("inference_study.trtllm.kv_connector"), log

@@ -40,7 +40,8 @@ def run_stage(cfg: DictConfig, action: StageAction, output_root: Path) -> None:
     configure_library_bars()
     try:
         study, cell = study_from(cfg)
-        preflight(study.trtllm.enabled_flows, installed_version(), study.study.name)
+        preflight(study.trtllm.enabled_flows, installed_version(), study.study.name,
+                  study.scenarios.trtllm_features())
         action(study, cell, output_root)
     except EXPECTED_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)

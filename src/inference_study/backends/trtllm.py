@@ -12,13 +12,15 @@ import asyncio
 import json
 import time
 from abc import abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from inference_study.backends.base import Backend, BackendSettings, Generation
 from inference_study.config import ConfigError
 from inference_study.trtllm.calls import (
-    COMPLETION_OUTPUT_READS, KV_CACHE_CONFIG, REQUEST_OUTPUT_READS, SAMPLING_PARAMS, SHUTDOWN_ARGS,
+    COMPLETION_OUTPUT_READS, KV_CACHE_CONFIG, PERF_METRICS_READ, REQUEST_OUTPUT_READS, SAMPLING_PARAMS,
+    SHUTDOWN_ARGS, SPECULATIVE_COUNTER_READS, SPECULATIVE_LLM_KEYWORD, SPECULATIVE_METRICS_GROUP, LlmExtras,
     engine_llm_kwargs, generate_async_kwargs, kv_cache_kwargs, pytorch_llm_kwargs, sampling_kwargs,
 )
 from inference_study.trtllm.settings import TrtllmEngineSettings, TrtllmPytorchSettings
@@ -37,6 +39,27 @@ def special_ids(model_dir: Path) -> tuple[int, int]:
         raise ConfigError(f"{model_dir}/config.json has no eos_token_id; TensorRT-LLM needs an end id")
     pad = config.get("pad_token_id")
     return end_id, end_id if pad is None else pad
+
+
+@dataclass(frozen=True)
+class SpeculativeCounters:
+    """One request's draft tokens proposed and accepted, as TensorRT-LLM reports them; null with a reason
+    where the installed version reports none."""
+
+    proposed: int | None
+    accepted: int | None
+    null_reason: str | None
+
+
+def speculative_counters(request: object) -> SpeculativeCounters:
+    """The counters of a finished request, from `CompletionOutput.request_perf_metrics.speculative_decoding`."""
+    completion = getattr(request, OUTPUTS)[0]
+    group = getattr(getattr(completion, PERF_METRICS_READ, None), SPECULATIVE_METRICS_GROUP, None)
+    if group is None:
+        return SpeculativeCounters(None, None, f"this TensorRT-LLM reports no {PERF_METRICS_READ}."
+                                               f"{SPECULATIVE_METRICS_GROUP} for the request")
+    proposed, accepted = (getattr(group, name) for name in SPECULATIVE_COUNTER_READS)
+    return SpeculativeCounters(proposed, accepted, None)
 
 
 async def _stream(request: object) -> tuple[list[int], list[float]]:
@@ -60,6 +83,8 @@ class TrtllmBackend(Backend):
         self.llm: object | None = None
         self.band: Band | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.llm_extras: LlmExtras = {}
+        self.speculative: list[SpeculativeCounters] = []  # per request of the last `generate`
 
     def is_out_of_memory(self, error: Exception) -> bool:
         """TensorRT-LLM's C++ runtime reports CUDA and KV-cache allocation failures as a RuntimeError whose
@@ -76,11 +101,13 @@ class TrtllmBackend(Backend):
         kv_cache_config = resolve(KV_CACHE_CONFIG)(**kv_cache_kwargs(self.settings.kv_cache))
         # One event loop for the backend's life: results created inside it deliver their updates to it.
         self.loop = asyncio.new_event_loop()
-        self.llm = resolve(self.band.llm_class_path(self.flow))(**self.llm_kwargs(kv_cache_config))
+        extras = {keyword: resolve(path)(**kwargs) for keyword, (path, kwargs) in self.llm_extras.items()}
+        self.llm = resolve(self.band.llm_class_path(self.flow))(**self.llm_kwargs(kv_cache_config), **extras)
         self.end_id, self.pad_id = special_ids(self.model_dir)
 
     def generate(self, input_ids: list[list[int]], output_len: int) -> Generation:
-        params = resolve(SAMPLING_PARAMS)(**sampling_kwargs(output_len, self.end_id, self.pad_id))
+        speculating = SPECULATIVE_LLM_KEYWORD in self.llm_extras
+        params = resolve(SAMPLING_PARAMS)(**sampling_kwargs(output_len, self.end_id, self.pad_id, speculating))
         return self.loop.run_until_complete(self._batch(input_ids, params))
 
     async def _batch(self, input_ids: list[list[int]], params: object) -> Generation:
@@ -88,6 +115,7 @@ class TrtllmBackend(Backend):
         start = time.perf_counter()
         requests = [self.llm.generate_async(**generate_async_kwargs(ids, params)) for ids in input_ids]
         streams = await asyncio.gather(*(_stream(request) for request in requests))
+        self.speculative = [speculative_counters(request) for request in requests]
         return Generation(output_ids=[ids for ids, _ in streams], start=start,
                           token_times=[times for _, times in streams])
 
@@ -122,6 +150,11 @@ class TrtllmPytorch(TrtllmBackend):
     description = "TensorRT-LLM's LLM API with its PyTorch backend (1.x default LLM): HF weights, no engine build"
     flow = "pytorch"
     settings: TrtllmPytorchSettings
+
+    def with_extras(self, llm_extras: LlmExtras) -> TrtllmPytorch:
+        """This backend with a feature switched on at load (n-gram speculation, the KV cache connector)."""
+        self.llm_extras = llm_extras
+        return self
 
     def llm_kwargs(self, kv_cache_config: object) -> dict[str, object]:
         return pytorch_llm_kwargs(self.model_dir, self.dtype, self.settings, kv_cache_config)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -25,8 +24,6 @@ from pathlib import Path
 
 import torch
 from pydantic import BaseModel, ConfigDict
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from transformers import DynamicCache
 
 from inference_study.backends.hf import HfEager
@@ -34,6 +31,7 @@ from inference_study.models import PROVENANCE_FILE
 from inference_study.scenarios.common import Run, greedy_run, load_eager, repeated
 from inference_study.scenarios.records import Expectation, KvPersistRecord, KvPersistRow
 from inference_study.scenarios.settings import KvPersistSettings
+from inference_study.tensor_files import CacheRefused, read_tensor_file, write_tensor_file
 from inference_study.workload import synthetic_input_ids
 
 CACHE_FORMAT = "inference-study/prefix-kv/1"
@@ -41,10 +39,6 @@ EXPECTED = (
     "The second instance finds the saved prefix, prefills only the new tokens (skips the prefix's "
     "prefill) and its output is identical to the first instance's (seed 001 §3)."
 )
-
-
-class CacheRefused(ValueError):
-    """A cache file that must not be used here; the message says why."""
 
 
 def fingerprint(model_dir: Path, dtype: str, attn_implementation: str) -> str:
@@ -56,14 +50,6 @@ def fingerprint(model_dir: Path, dtype: str, attn_implementation: str) -> str:
         {"model": parts, "dtype": dtype, "attn": attn_implementation, "format": CACHE_FORMAT}, sort_keys=True
     )
     return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def _checksum(tensors: dict[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        digest.update(name.encode())
-        digest.update(tensors[name].contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def save_prefix_cache(path: Path, cache: DynamicCache, prefix_ids: list[int], model_fingerprint: str) -> int:
@@ -78,32 +64,15 @@ def save_prefix_cache(path: Path, cache: DynamicCache, prefix_ids: list[int], mo
         "fingerprint": model_fingerprint,
         "prefix_ids": json.dumps(prefix_ids),
         "layers": str(len(cache.layers)),
-        "checksum": _checksum(tensors),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path.stat().st_size
-
-
-def _read(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    try:
-        with safe_open(path, framework="pt") as handle:
-            return handle.metadata() or {}, {name: handle.get_tensor(name) for name in handle.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        raise CacheRefused(f"{path}: unreadable (truncated or corrupt): {error}") from None
+    return write_tensor_file(path, tensors, metadata)
 
 
 def load_prefix_cache(
     path: Path, prompt: list[int], model_fingerprint: str, backend: HfEager
 ) -> DynamicCache:
     """The cache of the longest usable prefix of `prompt`, or CacheRefused saying why it cannot be used."""
-    metadata, tensors = _read(path)
+    metadata, tensors = read_tensor_file(path)
     if metadata.get("format") != CACHE_FORMAT:
         raise CacheRefused(f"{path}: format {metadata.get('format')!r}, expected {CACHE_FORMAT!r}")
     if metadata.get("fingerprint") != model_fingerprint:
@@ -111,8 +80,6 @@ def load_prefix_cache(
             f"{path}: computed by another model, dtype or configuration (fingerprint "
             f"{str(metadata.get('fingerprint'))[:12]}…, this run {model_fingerprint[:12]}…)"
         )
-    if _checksum(tensors) != metadata.get("checksum"):
-        raise CacheRefused(f"{path}: tensor checksum does not match its metadata (corrupt)")
     prefix = json.loads(metadata["prefix_ids"])
     if prompt[: len(prefix)] != prefix:
         raise CacheRefused(f"{path}: its {len(prefix)} prefix tokens are not a prefix of this prompt")

@@ -24,6 +24,7 @@ def _unique(values: list[Any]) -> list[Any]:
 
 UniquePositive = Annotated[list[PositiveInt], Field(min_length=1), AfterValidator(_unique)]
 NgramWorkload = Literal["high_overlap", "low_overlap"]
+ScenarioBackend = Literal["hf", "trtllm_pytorch"]
 
 
 class ScenarioSettings(BaseModel):
@@ -32,6 +33,13 @@ class ScenarioSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     models: Annotated[list[str], AfterValidator(_unique)] = []
+    # Which variants run, not how one is measured: left out of model_dump, so the hf measurement's config
+    # hash and its report settings stay the same when a TensorRT-LLM variant is switched on beside it.
+    backends: Annotated[list[ScenarioBackend], Field(min_length=1), AfterValidator(_unique)] = Field(
+        default=["hf"],
+        exclude=True,
+        description="hf: transformers (runs anywhere); trtllm_pytorch: TensorRT-LLM's LLM API, off by default",
+    )
     warmup_iterations: int = Field(default=1, ge=0)
     iterations: int = Field(default=3, ge=1)
 
@@ -87,6 +95,11 @@ class ScenariosSection(BaseModel):
             name: settings for name in type(self).model_fields if (settings := getattr(self, name)).models
         }
 
+    def trtllm_features(self) -> list[str]:
+        """The TensorRT-LLM features the enabled scenarios' `trtllm_pytorch` variants need (for the preflight)."""
+        return [TRTLLM_FEATURES[name] for name, settings in self.enabled().items()
+                if "trtllm_pytorch" in settings.backends]
+
     def model_errors(self, max_seq_len: dict[str, int]) -> list[str]:
         """Unknown models and requests longer than a model allows, each naming its key."""
         problems = []
@@ -106,3 +119,4 @@ class ScenariosSection(BaseModel):
 
 
 ScenarioName = Literal["ngram", "kv_persist"]  # the fields of ScenariosSection
+TRTLLM_FEATURES = {"ngram": "ngram", "kv_persist": "kv_connector"}  # trtllm.version.FEATURES of each variant

@@ -22,6 +22,26 @@ CONVERT_ARCH_DIRS = {"llama": "llama", "qwen2": "qwen"}  # examples/ folder of e
 REQUEST_OUTPUT_READS = ("outputs",)  # attributes read from what generate_async yields
 COMPLETION_OUTPUT_READS = ("token_ids",)  # attributes read from each CompletionOutput
 SHUTDOWN_ARGS: dict[str, tuple[None, ...]] = {"__exit__": (None, None, None), "shutdown": ()}
+NGRAM_DECODING_CONFIG = "tensorrt_llm.llmapi.NGramDecodingConfig"
+SPECULATIVE_LLM_KEYWORD = "speculative_config"
+KV_CONNECTOR_CONFIG = "tensorrt_llm.llmapi.llm_args.KvCacheConnectorConfig"
+# Read after a request finishes: CompletionOutput.request_perf_metrics.speculative_decoding.<counter>
+# (filled when SamplingParams(return_perf_metrics=True)); 1.2.x records them, main-2026 is read at 1.2.x.
+PERF_METRICS_READ = "request_perf_metrics"
+SPECULATIVE_METRICS_GROUP = "speculative_decoding"
+SPECULATIVE_COUNTER_READS = ("total_draft_tokens", "total_accepted_draft_tokens")
+# The connector's base classes where 1.2.x keeps them (main-2026 moved them to pyexecutor/connectors/ and
+# added abstract methods whose signatures the contract does not record, so the variant stops before 1.3).
+KV_CONNECTOR_BASE_MODULE = "tensorrt_llm._torch.pyexecutor.kv_cache_connector"
+KV_CONNECTOR_SCHEDULER_BASE, KV_CONNECTOR_WORKER_BASE = "KvCacheConnectorScheduler", "KvCacheConnectorWorker"
+KV_CONNECTOR_LLM_ARGS_READS = ("kv_cache_config",)  # the connector reads llm_args.kv_cache_config.tokens_per_block
+KV_CACHE_CONFIG_READS = ("tokens_per_block",)
+# What our connector reads from the objects TensorRT-LLM hands it (SchedulerOutput, its RequestData, a request).
+SCHEDULER_OUTPUT_READS = ("new_requests",)
+REQUEST_DATA_READS = ("request_id", "new_tokens", "new_block_ids", "computed_position")
+# The LlmRequest the scheduler is asked about: not in the contract; the names are those NVIDIA's own
+# examples/llm-api/llm_kv_cache_connector.py uses (request.request_id, request.get_tokens(0)).
+LLM_REQUEST_READS = ("request_id", "get_tokens")
 
 
 def _enable(on: bool) -> str:
@@ -80,10 +100,40 @@ def pytorch_llm_kwargs(model_dir: Path, dtype: str, settings: TrtllmPytorchSetti
     }
 
 
-def sampling_kwargs(output_len: int, end_id: int, pad_id: int) -> dict[str, Any]:
-    """Greedy (no sampling knob given), exactly `output_len` tokens (EOS ignored), token ids out."""
-    return {"max_tokens": output_len, "ignore_eos": True, "end_id": end_id, "pad_id": pad_id,
-            "detokenize": False}
+def sampling_kwargs(output_len: int, end_id: int, pad_id: int, perf_metrics: bool = False) -> dict[str, Any]:
+    """Greedy (no sampling knob given), exactly `output_len` tokens (EOS ignored), token ids out; with
+    `perf_metrics`, each request also reports its speculative-decoding counters."""
+    kwargs = {"max_tokens": output_len, "ignore_eos": True, "end_id": end_id, "pad_id": pad_id, "detokenize": False}
+    return kwargs | ({"return_perf_metrics": True} if perf_metrics else {})
+
+
+def ngram_decoding_kwargs(draft_len: int, ngram_size: int) -> dict[str, Any]:
+    """`NGramDecodingConfig`: prompt lookup with `draft_len` drafts matched on up to `ngram_size` tokens.
+
+    The pool flags are pinned because their defaults may move: each request looks up only its own tokens
+    (`is_public_pool=False`, as transformers' prompt lookup does), keeps every match (`is_keep_all`) and
+    proposes the oldest one (`is_use_oldest`)."""
+    return {"max_draft_len": draft_len, "max_matching_ngram_size": ngram_size, "is_keep_all": True,
+            "is_use_oldest": True, "is_public_pool": False}
+
+
+def kv_connector_kwargs() -> dict[str, Any]:
+    """`KvCacheConnectorConfig`: TensorRT-LLM imports our module and instantiates these classes by name."""
+    return {"connector_module": "inference_study.trtllm.kv_connector",
+            "connector_scheduler_class": "PrefixHashScheduler", "connector_worker_class": "PrefixHashWorker"}
+
+
+LlmExtras = dict[str, tuple[str, dict[str, Any]]]  # LLM keyword → (config class path, its keywords)
+
+
+def ngram_llm_extras(draft_len: int, ngram_size: int) -> LlmExtras:
+    """The `LLM` keyword that turns on n-gram speculation (PyTorch backend only)."""
+    return {SPECULATIVE_LLM_KEYWORD: (NGRAM_DECODING_CONFIG, ngram_decoding_kwargs(draft_len, ngram_size))}
+
+
+def kv_connector_llm_extras() -> LlmExtras:
+    """The `LLM` keyword that plugs our prefix-hash KV cache connector in (PyTorch backend, 1.1 on)."""
+    return {"kv_connector_config": (KV_CONNECTOR_CONFIG, kv_connector_kwargs())}
 
 
 def generate_async_kwargs(prompt: list[int], sampling_params: object) -> dict[str, Any]:

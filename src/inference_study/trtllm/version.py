@@ -22,6 +22,28 @@ from inference_study.config import ConfigError
 
 Flow = Literal["engine", "pytorch"]
 FLOW_BACKENDS = {"engine": "trtllm_engine_<profile> (trtllm.models)", "pytorch": "trtllm_pytorch (trtllm.pytorch_models)"}
+Feature = Literal["ngram", "kv_connector"]
+
+
+@dataclass(frozen=True)
+class FeatureSupport:
+    """An LLM-API feature of the PyTorch flow a scenario uses: the first release that takes it, and where it is set."""
+
+    first: tuple[int, int]
+    what: str
+    end: tuple[int, int] | None = None  # the first release it no longer runs on, where known
+
+
+FEATURES: dict[Feature, FeatureSupport] = {
+    # The contract records NGramDecodingConfig at 1.2.x and main-2026 (not at 0.15.0), and the PyTorch
+    # flow starts at 1.0; a 1.0/1.1 install that lacks a name fails at the first real run.
+    "ngram": FeatureSupport((1, 0), "NGramDecodingConfig as speculative_config (scenarios.ngram.backends)"),
+    # kv_connector_config arrived in 1.1 (PR #6488 named it connector_config first; the contract records
+    # kv_connector_config at 1.2.x and main-2026). main-2026 moved the connector base classes and added
+    # abstract methods whose signatures the contract does not record, so our connector stops before 1.3.
+    "kv_connector": FeatureSupport(
+        (1, 1), "KvCacheConnectorConfig as kv_connector_config (scenarios.kv_persist.backends)", (1, 3)),
+}
 INSTALL_ROUTE = (
     "install TensorRT-LLM from NVIDIA: run the study inside NVIDIA's release container "
     "(docker run --gpus all --ipc host -it nvcr.io/nvidia/tensorrt-llm/release:1.2.1), or "
@@ -104,6 +126,19 @@ def band_for(version: str, flow: Flow) -> Band:
     )
 
 
+def require_feature(version: str, feature: Feature) -> Band:
+    """The PyTorch-flow band of `version` when it takes `feature`, or an error naming the versions that do."""
+    band = band_for(version, "pytorch")
+    support = FEATURES[feature]
+    end = support.end or next(b.high for b in reversed(BANDS) if b.pytorch_llm)
+    if not support.first <= _release(version) < end:
+        raise TrtllmUnavailable(
+            f"tensorrt_llm {version} cannot run {support.what} as this study implements it: supported "
+            f"{support.first[0]}.{support.first[1]} <= version < {end[0]}.{end[1]} (docs/tensorrt-llm.md)"
+        )
+    return band
+
+
 def installed_version() -> str | None:
     """tensorrt_llm's version from package metadata, without importing it (an import takes seconds)."""
     for distribution in ("tensorrt_llm", "tensorrt-llm"):
@@ -114,18 +149,21 @@ def installed_version() -> str | None:
     return None
 
 
-def preflight(flows: list[Flow], version: str | None, study_name: str) -> None:
-    """Stop a study that enables TensorRT-LLM flows this machine cannot run, before any stage does work."""
-    if not flows:
+def preflight(flows: list[Flow], version: str | None, study_name: str, features: list[Feature] = ()) -> None:
+    """Stop a study that enables TensorRT-LLM flows or scenario variants this machine cannot run, before any
+    stage does work. A scenario variant runs on the PyTorch flow, so it checks that flow too."""
+    if not flows and not features:
         return
     if version is None:
-        enabled = ", ".join(FLOW_BACKENDS[flow] for flow in flows)
+        enabled = ", ".join([*(FLOW_BACKENDS[flow] for flow in flows), *(FEATURES[f].what for f in features)])
         raise TrtllmUnavailable(
             f"study {study_name!r} enables TensorRT-LLM ({enabled}), but tensorrt_llm is not installed here: "
             f"{INSTALL_ROUTE}. Or, {PRESET_WITHOUT_TRTLLM}"
         )
     for flow in flows:
         band_for(version, flow)
+    for feature in features:  # each checks the PyTorch flow's band first
+        require_feature(version, feature)
 
 
 def import_tensorrt_llm() -> ModuleType:

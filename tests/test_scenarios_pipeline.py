@@ -44,10 +44,11 @@ def test_scenario_presets_add_one_stage_per_scenario_and_model(repo_copy: Path) 
     assert scenario_stages(repo_copy, "study=scenarios_cpu") == {
         "scenario_ngram@tiny_llama",
         "scenario_kv_persist@tiny_llama",
+        "scenario_kv_offload@tiny_llama",
     }
     assert scenario_stages(repo_copy, "study=h100", "scenario=h100") == {
         f"scenario_{name}@{model}"
-        for name in ("ngram", "kv_persist")
+        for name in ("ngram", "kv_persist", "kv_offload")
         for model in ("tinyllama_1b", "qwen2_5_7b")
     }
 

@@ -72,6 +72,7 @@ def prompts(backend) -> dict[str, list[int]]:
     [
         ("scenarios.kv_offload.gpu_pool_tokens=8", "scenarios.kv_offload.gpu_pool_tokens"),
         ("scenarios.kv_offload.tokens_per_block=0", "scenarios.kv_offload.tokens_per_block"),
+        ("scenarios.kv_offload.tokens_per_block=96", "scenarios.kv_offload.tokens_per_block"),
         ("scenarios.kv_offload.prompt_len=1000", "scenarios.kv_offload"),
         ("scenarios.kv_offload.host_cache_tokens=0", "scenarios.kv_offload.host_cache_tokens"),
     ],
@@ -84,7 +85,7 @@ def test_bad_kv_offload_values_fail_before_any_work_naming_the_key(override: str
 
 def test_a_pool_smaller_than_one_block_is_refused() -> None:
     with pytest.raises(ValueError, match="less than one block"):
-        KvOffloadSettings(tokens_per_block=64, prompt_len=8, output_len=8, gpu_pool_tokens=32)
+        KvOffloadSettings(tokens_per_block=64, prompt_len=80, output_len=8, gpu_pool_tokens=32)
 
 
 @pytest.mark.parametrize("host_cache", [False, True])
@@ -92,7 +93,8 @@ def test_returning_prompts_reuse_blocks_only_with_a_host_cache(backend, prompts,
     served = serve_sequence(backend, SETTINGS, prompts, host_cache)
     reused = [s.reused_blocks for s in served]
     assert reused == ([0, 0, 4, 4] if host_cache else [0, 0, 0, 0])
-    assert [s.lookup.reused_from for s in served] == ([None, None, "host", "host"] if host_cache else [None] * 4)
+    sources = [None, None, "host", "host"] if host_cache else [None] * 4
+    assert [s.lookup.reused_from for s in served] == sources
     # a reused prefix of 32 tokens leaves 8 to prefill; a miss prefills all 40
     assert [s.run.forward_lengths[0] for s in served] == ([40, 40, 8, 8] if host_cache else [40] * 4)
     assert all(len(s.run.output_ids) == SETTINGS.output_len for s in served)

@@ -47,7 +47,8 @@ SEQUENCE = (("A", 1), ("B", 1), ("A", 2), ("B", 2))
 
 
 def _moved(cache: DynamicCache, device: str, config) -> DynamicCache:
-    return DynamicCache([(layer.keys.to(device), layer.values.to(device)) for layer in cache.layers], config=config)
+    layers = [(layer.keys.to(device), layer.values.to(device)) for layer in cache.layers]
+    return DynamicCache(layers, config=config)
 
 
 @dataclass
@@ -65,8 +66,14 @@ class TieredPrefixCache:
 
     def __init__(self, backend: HfEager, settings: KvOffloadSettings, host_cache: bool) -> None:
         self.backend, self.block = backend, settings.tokens_per_block
-        self.capacity = {"gpu": settings.gpu_pool_tokens, "host": settings.host_cache_tokens if host_cache else 0}
-        self.tiers: dict[str, OrderedDict[tuple[int, ...], DynamicCache]] = {"gpu": OrderedDict(), "host": OrderedDict()}
+        self.capacity = {
+            "gpu": settings.gpu_pool_tokens,
+            "host": settings.host_cache_tokens if host_cache else 0,
+        }
+        self.tiers: dict[str, OrderedDict[tuple[int, ...], DynamicCache]] = {
+            "gpu": OrderedDict(),
+            "host": OrderedDict(),
+        }
         self.reused_blocks = 0
 
     def cached_len(self, prompt: list[int]) -> int:
@@ -77,7 +84,7 @@ class TieredPrefixCache:
         return sum(len(key) for key in self.tiers[tier])
 
     def _make_room(self, tier: str, tokens: int, keep: tuple[int, ...] | None = None) -> None:
-        """Evict least recently used entries (never `keep`) until `tokens` fit; device evictions go to host."""
+        """Evict least recently used entries (never `keep`) until `tokens` fit; device ones go to host."""
         entries = self.tiers[tier]
         for key in [k for k in entries if k != keep]:
             if self._used(tier) + tokens <= self.capacity[tier]:
@@ -97,18 +104,21 @@ class TieredPrefixCache:
             self.tiers["gpu"][key] = _moved(self.tiers["host"].pop(key), self.backend.device, config)
         if source is not None:
             self.tiers["gpu"].move_to_end(key)
-        self._make_room("gpu", len(prompt) + output_len - (len(key) if source else 0), keep=key if source else None)
+        shared = len(key) if source else 0  # the running request's prefix is the reused entry itself
+        self._make_room("gpu", len(prompt) + output_len - shared, keep=key if source else None)
         blocks = len(key) // self.block
         reused = blocks if source else 0
         self.reused_blocks += reused
-        cache = _moved(self.tiers["gpu"][key], self.backend.device, config) if source else DynamicCache(config=config)
+        cache = DynamicCache(config=config)
+        if source:
+            cache = _moved(self.tiers["gpu"][key], self.backend.device, config)
         return Lookup(cache=cache, prompt_blocks=blocks, reused_blocks=reused, reused_from=source)
 
     def keep(self, prompt: list[int], cache: DynamicCache) -> None:
-        """After the request: its prompt's full blocks stay on the device for reuse (cropped from its cache)."""
+        """After the request: its prompt's full blocks stay on the device, cropped from its cache."""
         key = tuple(prompt[: self.cached_len(prompt)])
         if key and key not in self.tiers["gpu"]:
-            cache.crop(len(key) - cache.get_seq_length())  # negative: drop the tokens after the prefix
+            cache.crop(len(key) - cache.get_seq_length())  # negative: drops the tokens after the prefix
             self.tiers["gpu"][key] = cache
 
 
@@ -136,7 +146,9 @@ def serve_sequence(
     return served
 
 
-def _rows(settings: KvOffloadSettings, host_cache: bool, sequences: list[list[Served]]) -> list[KvOffloadRow]:
+def _rows(
+    settings: KvOffloadSettings, host_cache: bool, sequences: list[list[Served]]
+) -> list[KvOffloadRow]:
     """One row per request of the sequence: median TTFT over the timed sequences, counters of the last."""
     rows = []
     for index, (name, round_) in enumerate(SEQUENCE):
@@ -184,7 +196,10 @@ def measure(backend: HfEager, settings: KvOffloadSettings, vocab_size: int, seed
         timed = [serve_sequence(backend, settings, prompts, host_cache) for _ in range(settings.iterations)]
         rows += _rows(settings, host_cache, timed)
     identical = all(r.output_ids == next(o for o in rows if o.prompt == r.prompt).output_ids for r in rows)
-    returning = {h: statistics.median(r.ttft_ms for r in rows if r.round == 2 and r.host_cache == h) for h in (False, True)}
+    returning = {
+        h: statistics.median(r.ttft_ms for r in rows if r.round == 2 and r.host_cache == h)
+        for h in (False, True)
+    }
     return KvOffloadRecord(
         gpu_pool_tokens=settings.gpu_pool_tokens,
         tokens_per_block=settings.tokens_per_block,

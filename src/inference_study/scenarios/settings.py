@@ -85,6 +85,14 @@ class KvOffloadSettings(ScenarioSettings):
     )
     host_cache_tokens: PositiveInt = Field(default=4096, description="host tier of the offload arm")
 
+    @field_validator("tokens_per_block")
+    @classmethod
+    def _prompt_fills_a_block(cls, value: int, info: ValidationInfo) -> int:
+        """Reuse counts full blocks before the prompt's last token: a prompt without one reuses nothing."""
+        if info.data.get("prompt_len", value + 1) - 1 < value:
+            raise ValueError(f"{value}-token blocks leave no full block before the last prompt token")
+        return value
+
     @field_validator("gpu_pool_tokens")
     @classmethod
     def _holds_a_block_and_a_request(cls, value: int, info: ValidationInfo) -> int:

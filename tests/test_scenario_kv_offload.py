@@ -15,7 +15,14 @@ from inference_study.environment import collect_environment
 from inference_study.models import prepare_model
 from inference_study.results import ScenarioResult
 from inference_study.scenarios.common import greedy_run, load_eager
-from inference_study.scenarios.kv_offload import SEQUENCE, TieredPrefixCache, measure, serve_sequence
+from inference_study.scenarios.kv_offload import (
+    SEQUENCE,
+    TieredPrefixCache,
+    measure,
+    paged_reference,
+    run_kv_offload,
+    serve_sequence,
+)
 from inference_study.scenarios.report import scenario_sections
 from inference_study.scenarios.run import model_info
 from inference_study.scenarios.settings import KvOffloadSettings
@@ -71,7 +78,7 @@ def prompts(backend) -> dict[str, list[int]]:
     ("override", "key"),
     [
         ("scenarios.kv_offload.gpu_pool_tokens=8", "scenarios.kv_offload.gpu_pool_tokens"),
-        ("scenarios.kv_offload.tokens_per_block=0", "scenarios.kv_offload.tokens_per_block"),
+        ("scenarios.kv_offload.tokens_per_block=2", "scenarios.kv_offload.tokens_per_block"),
         ("scenarios.kv_offload.tokens_per_block=96", "scenarios.kv_offload.tokens_per_block"),
         ("scenarios.kv_offload.prompt_len=1000", "scenarios.kv_offload"),
         ("scenarios.kv_offload.host_cache_tokens=0", "scenarios.kv_offload.host_cache_tokens"),
@@ -137,6 +144,20 @@ def test_outputs_identical_with_and_without_host_cache_and_expectation_met(backe
     assert [r.hit_rate for r in record.rows if r.round == 2] == [0.0, 0.0, 1.0, 1.0]
 
 
+def test_transformers_paged_pool_of_one_request_reuses_nothing_and_of_two_reuses_the_returning(
+    model_dir, backend, prompts
+) -> None:
+    vocab = backend.model.config.vocab_size
+    record = run_kv_offload(SETTINGS, model_dir, "float32", "cpu", vocab, 0)
+    assert record.paged_reused_tokens == [0, 0, 0, 0] and record.paged_identical_outputs
+    assert record.expectation.met
+    roomy = SETTINGS.model_copy(update={"gpu_pool_tokens": 96})
+    reused, outputs = paged_reference(roomy, model_dir, "float32", "cpu", prompts)
+    assert reused[:2] == [0, 0] and all(n > 0 for n in reused[2:])
+    assert outputs[0] == outputs[2] and outputs[1] == outputs[3]
+    assert all(len(ids) == SETTINGS.output_len for ids in outputs)
+
+
 def test_report_section_states_expectation_outcome_and_equivalence(study, model_dir, backend) -> None:
     record = measure(backend, SETTINGS, backend.model.config.vocab_size, 0)
     environment = collect_environment()
@@ -156,3 +177,4 @@ def test_report_section_states_expectation_outcome_and_equivalence(study, model_
     assert "Expected (seed): With a device pool that holds one request" in text
     assert "`tiny_llama` on cpu: **met**" in text and "reused 0 blocks without a host cache" in text
     assert "Not equivalent:" in text and "reused_blocks" in text and "returning-prompt TTFT" in text
+    assert "transformers continuous batching, same pool" in text

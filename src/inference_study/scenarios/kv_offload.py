@@ -10,7 +10,9 @@ pressure, never finished prefixes; `DynamicCache(offloading=True)` streams layer
 PyTorch arm is built here from transformers' `DynamicCache` and `generate(past_key_values=...)`: a
 `TieredPrefixCache` keeps each finished prompt's full blocks, in a device tier of `gpu_pool_tokens`
 (which the running request shares) and, in the offload arm, a host tier of `host_cache_tokens`, both
-least recently used first out. `EQUIVALENCE` says what matches and what does not.
+least recently used first out. `EQUIVALENCE` says what matches and what does not. Beside it,
+`paged_reference` runs A,B,A,B through transformers' own paged pool of the same size (the `hf_paged`
+backend, `allow_block_sharing` on), whose prefix counter shows what transformers alone reuses.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import torch
 from transformers import DynamicCache
 
 from inference_study.backends.hf import HfEager
+from inference_study.backends.hf_paged import HfPaged
+from inference_study.backends.hf_settings import HfPagedSettings
 from inference_study.scenarios.common import Run, greedy_run, load_eager
 from inference_study.scenarios.records import Expectation, KvOffloadRecord, KvOffloadRow
 from inference_study.scenarios.settings import KvOffloadSettings
@@ -184,11 +188,15 @@ def expectation(rows: list[KvOffloadRow], identical: bool) -> Expectation:
     return Expectation(expected=EXPECTED, met=met, observed=observed)
 
 
+def prompts_ab(settings: KvOffloadSettings, vocab_size: int, seed: int) -> dict[str, list[int]]:
+    a, b = synthetic_input_ids(2, settings.prompt_len, vocab_size, seed)
+    return {"A": a, "B": b}
+
+
 @torch.inference_mode()
 def measure(backend: HfEager, settings: KvOffloadSettings, vocab_size: int, seed: int) -> KvOffloadRecord:
     """Both arms on one loaded model: warmup sequences, then timed ones, each on a fresh pool."""
-    a, b = synthetic_input_ids(2, settings.prompt_len, vocab_size, seed)
-    prompts = {"A": a, "B": b}
+    prompts = prompts_ab(settings, vocab_size, seed)
     rows = []
     for host_cache in (False, True):
         for _ in range(settings.warmup_iterations):
@@ -212,11 +220,48 @@ def measure(backend: HfEager, settings: KvOffloadSettings, vocab_size: int, seed
     )
 
 
+def paged_reference(
+    settings: KvOffloadSettings, model_dir: Path, dtype: str, device: str, prompts: dict[str, list[int]]
+) -> tuple[list[int], list[list[int]]]:
+    """Prompt tokens transformers' continuous batching reuses per request of A,B,A,B (its own counter,
+    differenced around each request so its warmup does not count), and the outputs, over a pool of the
+    same size with block sharing on: the no-host-cache arm on transformers' paged KV."""
+    paged = HfPaged(
+        HfPagedSettings(
+            block_size=settings.tokens_per_block,
+            num_blocks=-(-settings.gpu_pool_tokens // settings.tokens_per_block),
+            max_batch_tokens=settings.prompt_len,
+            allow_block_sharing=True,
+        ),
+        model_dir,
+        dtype,
+        device,
+    )
+    paged.load()
+    reused, outputs = [], []
+    try:
+        for name, _ in SEQUENCE:
+            counted = paged.manager.batch_processor.cache._total_prefix_length if paged.manager else 0
+            outputs.append(paged.generate([prompts[name]], settings.output_len).output_ids[0])
+            reused.append(paged.manager.batch_processor.cache._total_prefix_length - counted)
+    finally:
+        paged.release()
+    return reused, outputs
+
+
 def run_kv_offload(
     settings: KvOffloadSettings, model_dir: Path, dtype: str, device: str, vocab_size: int, seed: int
 ) -> KvOffloadRecord:
     backend = load_eager(model_dir, dtype, device)
     try:
-        return measure(backend, settings, vocab_size, seed)
+        record = measure(backend, settings, vocab_size, seed)
     finally:
         backend.release()
+    reused, outputs = paged_reference(settings, model_dir, dtype, device, prompts_ab(settings, vocab_size, seed))
+    eager = {r.prompt: r.output_ids for r in record.rows}
+    return record.model_copy(
+        update={
+            "paged_reused_tokens": reused,
+            "paged_identical_outputs": all(o == eager[n] for o, (n, _) in zip(outputs, SEQUENCE)),
+        }
+    )

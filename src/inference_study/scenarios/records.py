@@ -120,6 +120,14 @@ class KvOffloadRecord(Record):
     returning_ttft_speedup: float = Field(description="median TTFT of round 2 without / with host cache")
     equivalence: str
     expectation: Expectation
+    paged_reused_tokens: list[int] | None = Field(
+        default=None,
+        description="transformers continuous batching over a pool of the same size, block sharing on, no "
+        "host tier: prompt tokens its prefix counter reused per request of A,B,A,B",
+    )
+    paged_identical_outputs: bool | None = Field(
+        default=None, description="its outputs equal the eager arms' for the same prompt"
+    )
 
 
 ScenarioRecord = Annotated[NgramRecord | KvPersistRecord | KvOffloadRecord, Field(discriminator="scenario")]

@@ -109,7 +109,9 @@ def _kv_offload_tables(results: list[ScenarioResult]) -> list[str]:
     )
     speedups = [
         f"- `{r.model.name}`: returning-prompt TTFT without / with host cache: "
-        f"{r.record.returning_ttft_speedup:.3g}x; outputs identical: {r.record.identical_outputs}"
+        f"{r.record.returning_ttft_speedup:.3g}x; outputs identical: {r.record.identical_outputs}; "
+        f"transformers continuous batching, same pool, block sharing, no host tier: reused prompt tokens "
+        f"per request {r.record.paged_reused_tokens}, outputs equal: {r.record.paged_identical_outputs}"
         for r in results
     ]
     pools = {(r.record.gpu_pool_tokens, r.record.tokens_per_block, r.record.host_cache_tokens) for r in results}

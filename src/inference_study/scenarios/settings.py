@@ -79,7 +79,7 @@ class KvOffloadSettings(ScenarioSettings):
 
     prompt_len: int = Field(default=96, ge=2)
     output_len: int = Field(default=32, ge=1)
-    tokens_per_block: PositiveInt = 16
+    tokens_per_block: int = Field(default=16, ge=4, description="transformers' paged minimum is 4")
     gpu_pool_tokens: int = Field(
         default=128, description="device KV pool; one request (prompt + output) must fit, a second should not"
     )

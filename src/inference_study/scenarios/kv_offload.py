@@ -224,8 +224,8 @@ def paged_reference(
     settings: KvOffloadSettings, model_dir: Path, dtype: str, device: str, prompts: dict[str, list[int]]
 ) -> tuple[list[int], list[list[int]]]:
     """Prompt tokens transformers' continuous batching reuses per request of A,B,A,B (its own counter,
-    differenced around each request so its warmup does not count), and the outputs, over a pool of the
-    same size with block sharing on: the no-host-cache arm on transformers' paged KV."""
+    differenced around each request; the manager's warmup searches no prefix, so it counts nothing), and
+    the outputs, over a pool of the same size with block sharing on: the no-host-cache arm on paged KV."""
     paged = HfPaged(
         HfPagedSettings(
             block_size=settings.tokens_per_block,
@@ -242,6 +242,7 @@ def paged_reference(
     try:
         for name, _ in SEQUENCE:
             counted = paged.manager.batch_processor.cache._total_prefix_length if paged.manager else 0
+            # (no manager yet: the first generate starts it, with its pool and counter at 0)
             outputs.append(paged.generate([prompts[name]], settings.output_len).output_ids[0])
             reused.append(paged.manager.batch_processor.cache._total_prefix_length - counted)
     finally:

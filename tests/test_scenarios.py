@@ -85,6 +85,7 @@ def test_scenarios_are_off_by_default_and_on_in_their_preset(study: StudyConfig)
     assert {name: s.models for name, s in study.scenarios.enabled().items()} == {
         "ngram": ["tiny_llama"],
         "kv_persist": ["tiny_llama"],
+        "kv_offload": ["tiny_llama"],
     }
 
 

@@ -24,6 +24,8 @@ SMALL = [
     "scenarios.kv_persist.prefix_lens=[24]",
     "scenarios.kv_persist.iterations=1",
     "scenarios.kv_persist.warmup_iterations=0",
+    "scenarios.kv_offload.iterations=1",
+    "scenarios.kv_offload.warmup_iterations=0",
     "bench.iterations=1",
     "bench.warmup_iterations=0",
 ]
@@ -42,10 +44,11 @@ def test_scenario_presets_add_one_stage_per_scenario_and_model(repo_copy: Path) 
     assert scenario_stages(repo_copy, "study=scenarios_cpu") == {
         "scenario_ngram@tiny_llama",
         "scenario_kv_persist@tiny_llama",
+        "scenario_kv_offload@tiny_llama",
     }
     assert scenario_stages(repo_copy, "study=h100", "scenario=h100") == {
         f"scenario_{name}@{model}"
-        for name in ("ngram", "kv_persist")
+        for name in ("ngram", "kv_persist", "kv_offload")
         for model in ("tinyllama_1b", "qwen2_5_7b")
     }
 
@@ -56,7 +59,7 @@ def test_repro_runs_the_scenarios_into_results_and_report(repo_copy: Path) -> No
     done = run(repo_copy, sys.executable, "-m", "dvc", "repro")
     assert done.returncode == 0, done.stderr[-3000:]
     study = load_params(repo_copy / "params.yaml")
-    for name in ("ngram", "kv_persist"):
+    for name in ("ngram", "kv_persist", "kv_offload"):
         result = read_scenario_result(scenario_result_path(repo_copy / "results", name, "tiny_llama"))
         assert result.status == "ok" and result.record.scenario == name
         kept = scenario_result_path(repo_copy / "reports" / study.study.name / "inputs", name, "tiny_llama")
@@ -65,4 +68,5 @@ def test_repro_runs_the_scenarios_into_results_and_report(repo_copy: Path) -> No
     assert (
         "## Scenario: n-gram speculative decoding" in report and "## Scenario: Persistent prefix KV" in report
     )
-    assert report.count("Expected (seed):") == 2
+    assert "## Scenario: KV offload to a host cache" in report
+    assert report.count("Expected (seed):") == 3

@@ -92,4 +92,42 @@ class KvPersistRecord(Record):
     expectation: Expectation
 
 
-ScenarioRecord = Annotated[NgramRecord | KvPersistRecord, Field(discriminator="scenario")]
+class KvOffloadRow(Record):
+    """One request of the A,B,A,B sequence in one arm (host cache off or on); times are medians."""
+
+    host_cache: bool
+    round: Literal[1, 2]
+    prompt: Literal["A", "B"]
+    prompt_len: int
+    output_len: int
+    ttft_ms: float
+    prompt_blocks: int = Field(description="full blocks of the prompt that block reuse could serve")
+    reused_blocks: int
+    hit_rate: float
+    reused_from: Literal["gpu", "host"] | None
+    prefilled_tokens: int
+    output_ids: list[int]
+
+
+class KvOffloadRecord(Record):
+    scenario: Literal["kv_offload"] = "kv_offload"
+    record_version: Literal[1] = 1
+    gpu_pool_tokens: int
+    tokens_per_block: int
+    host_cache_tokens: int
+    rows: list[KvOffloadRow]
+    identical_outputs: bool = Field(description="every request of a prompt, in both arms, same tokens")
+    returning_ttft_speedup: float = Field(description="median TTFT of round 2 without / with host cache")
+    equivalence: str
+    expectation: Expectation
+    paged_reused_tokens: list[int] | None = Field(
+        default=None,
+        description="transformers continuous batching over a pool of the same size, block sharing on, no "
+        "host tier: prompt tokens its prefix counter reused per request of A,B,A,B",
+    )
+    paged_identical_outputs: bool | None = Field(
+        default=None, description="its outputs equal the eager arms' for the same prompt"
+    )
+
+
+ScenarioRecord = Annotated[NgramRecord | KvPersistRecord | KvOffloadRecord, Field(discriminator="scenario")]

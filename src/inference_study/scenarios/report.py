@@ -21,6 +21,7 @@ from inference_study.results import (
 TITLES = {
     "ngram": "n-gram speculative decoding (prompt lookup, seed 001 §2)",
     "kv_persist": "Persistent prefix KV cache across instances (seed 001 §3)",
+    "kv_offload": "KV offload to a host cache, prompts A,B,A,B (seeds 004, 001 §1)",
 }
 RANDOM_WEIGHTS_NOTE = (
     "Random weights: a random model's greedy output is not text, so these acceptance rates say nothing about a "
@@ -97,7 +98,36 @@ def _kv_persist_tables(results: list[ScenarioResult]) -> list[str]:
     return [KV_NOTE, "", _table(rows), "", f"Cache format: `{results[0].record.cache_format}`.", ""]
 
 
-TABLES = {"ngram": _ngram_tables, "kv_persist": _kv_persist_tables}
+def _kv_offload_tables(results: list[ScenarioResult]) -> list[str]:
+    """Per request of A,B,A,B and arm: TTFT and reuse counters; then what is equivalent to TensorRT-LLM."""
+    rows = pd.DataFrame(
+        [
+            {"model": r.model.name, **row.model_dump(exclude={"output_ids"})}
+            for r in results
+            for row in r.record.rows
+        ]
+    )
+    speedups = [
+        f"- `{r.model.name}`: returning-prompt TTFT without / with host cache: "
+        f"{r.record.returning_ttft_speedup:.3g}x; outputs identical: {r.record.identical_outputs}; "
+        f"transformers continuous batching, same pool, block sharing, no host tier: reused prompt tokens "
+        f"per request {r.record.paged_reused_tokens}, outputs equal: {r.record.paged_identical_outputs}"
+        for r in results
+    ]
+    pools = {(r.record.gpu_pool_tokens, r.record.tokens_per_block, r.record.host_cache_tokens) for r in results}
+    return [
+        "Device pool, block and host cache (tokens): " + ", ".join(f"{g}, {b}, {h}" for g, b, h in sorted(pools)),
+        "",
+        _table(rows),
+        "",
+        *speedups,
+        "",
+        results[0].record.equivalence,
+        "",
+    ]
+
+
+TABLES = {"ngram": _ngram_tables, "kv_persist": _kv_persist_tables, "kv_offload": _kv_offload_tables}
 
 
 def scenario_sections(study: StudyConfig, loaded: Loaded) -> list[str]:

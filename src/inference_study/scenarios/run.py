@@ -10,7 +10,7 @@ from inference_study.environment import Environment
 from inference_study.harness import DTYPE_BYTES, resolve_device
 from inference_study.models import model_geometry, resolve_model, safetensors_size
 from inference_study.results import ModelGeometry, ModelInfo, ScenarioResult
-from inference_study.scenarios.records import KvPersistRecord, NgramRecord
+from inference_study.scenarios.records import KvOffloadRecord, KvPersistRecord, NgramRecord
 
 
 def _ngram(study: StudyConfig, model_dir: Path, dtype: str, device: str, vocab_size: int) -> NgramRecord:
@@ -32,9 +32,20 @@ def _kv_persist(
     return run_kv_persist(study.scenarios.kv_persist, model_dir, dtype, device, vocab_size, study.bench.seed)
 
 
-RUNNERS: dict[str, Callable[[StudyConfig, Path, str, str, int], NgramRecord | KvPersistRecord]] = {
+def _kv_offload(
+    study: StudyConfig, model_dir: Path, dtype: str, device: str, vocab_size: int
+) -> KvOffloadRecord:
+    from inference_study.scenarios.kv_offload import run_kv_offload
+
+    return run_kv_offload(study.scenarios.kv_offload, model_dir, dtype, device, vocab_size, study.bench.seed)
+
+
+RUNNERS: dict[
+    str, Callable[[StudyConfig, Path, str, str, int], NgramRecord | KvPersistRecord | KvOffloadRecord]
+] = {
     "ngram": _ngram,
     "kv_persist": _kv_persist,
+    "kv_offload": _kv_offload,
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 PositiveInt = Annotated[int, Field(gt=0)]
 
@@ -81,6 +81,45 @@ class KvPersistSettings(ScenarioSettings):
         return max(self.prefix_lens) + self.suffix_len + self.output_len
 
 
+class KvOffloadSettings(ScenarioSettings):
+    """A KV pool that holds about one request, block reuse on, prompts A,B,A,B, with and without a host
+    cache (seeds 004 and 001 §1)."""
+
+    backends: Annotated[list[Literal["hf"]], Field(min_length=1)] = Field(
+        default=["hf"], exclude=True, description="hf only: the TensorRT-LLM variant is not built yet"
+    )
+    prompt_len: int = Field(default=96, ge=2)
+    output_len: int = Field(default=32, ge=1)
+    tokens_per_block: int = Field(default=16, ge=4, description="transformers' paged minimum is 4")
+    gpu_pool_tokens: int = Field(
+        default=128, description="device KV pool; one request (prompt + output) must fit, a second should not"
+    )
+    host_cache_tokens: PositiveInt = Field(default=4096, description="host tier of the offload arm")
+
+    @field_validator("tokens_per_block")
+    @classmethod
+    def _prompt_fills_a_block(cls, value: int, info: ValidationInfo) -> int:
+        """Reuse counts full blocks before the prompt's last token: a prompt without one reuses nothing."""
+        if info.data.get("prompt_len", value + 1) - 1 < value:
+            raise ValueError(f"{value}-token blocks leave no full block before the last prompt token")
+        return value
+
+    @field_validator("gpu_pool_tokens")
+    @classmethod
+    def _holds_a_block_and_a_request(cls, value: int, info: ValidationInfo) -> int:
+        block = info.data.get("tokens_per_block", 1)
+        request = info.data.get("prompt_len", 0) + info.data.get("output_len", 0)
+        if value < max(block, request):
+            raise ValueError(
+                f"a KV pool of {value} tokens holds less than one block ({block} tokens) or one request "
+                f"(prompt_len + output_len = {request} tokens)"
+            )
+        return value
+
+    def longest_sequence(self) -> int:
+        return self.prompt_len + self.output_len
+
+
 class ScenariosSection(BaseModel):
     """Every scenario's settings; a scenario whose `models` is empty does not run."""
 
@@ -88,6 +127,7 @@ class ScenariosSection(BaseModel):
 
     ngram: NgramSettings = Field(default_factory=NgramSettings)
     kv_persist: KvPersistSettings = Field(default_factory=KvPersistSettings)
+    kv_offload: KvOffloadSettings = Field(default_factory=KvOffloadSettings)
 
     def enabled(self) -> dict[str, ScenarioSettings]:
         """The scenarios that run, by name."""
@@ -118,5 +158,5 @@ class ScenariosSection(BaseModel):
         return problems
 
 
-ScenarioName = Literal["ngram", "kv_persist"]  # the fields of ScenariosSection
+ScenarioName = Literal["ngram", "kv_persist", "kv_offload"]  # the fields of ScenariosSection
 TRTLLM_FEATURES = {"ngram": "ngram", "kv_persist": "kv_connector"}  # trtllm.version.FEATURES of each variant

@@ -1,0 +1,268 @@
+"""KV offload to a host cache (seeds 004 and 001 §1): a device KV pool that holds about one request,
+block reuse on, prompts A,B,A,B at batch 1, with and without a host tier.
+
+TensorRT-LLM does this inside its KV cache manager (`KvCacheConfig(enable_block_reuse=True, max_tokens,
+tokens_per_block, host_cache_size)`): B's allocation evicts A's reusable blocks, to the host when it has
+a host cache, else for good; returning A reuses them or recomputes. transformers 5.x has no such tier:
+continuous batching's prefix sharing (`allow_block_sharing`) keeps freed blocks' hashes only while the
+blocks are not reallocated, and its `OffloadingManager` swaps *running* requests out under memory
+pressure, never finished prefixes; `DynamicCache(offloading=True)` streams layers of one request. So the
+PyTorch arm is built here from transformers' `DynamicCache` and `generate(past_key_values=...)`: a
+`TieredPrefixCache` keeps each finished prompt's full blocks, in a device tier of `gpu_pool_tokens`
+(which the running request shares) and, in the offload arm, a host tier of `host_cache_tokens`, both
+least recently used first out. `EQUIVALENCE` says what matches and what does not. Beside it,
+`paged_reference` runs A,B,A,B through transformers' own paged pool of the same size (the `hf_paged`
+backend, `allow_block_sharing` on), whose prefix counter shows what transformers alone reuses.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import DynamicCache
+
+from inference_study.backends.hf import HfEager
+from inference_study.backends.hf_paged import HfPaged
+from inference_study.backends.hf_settings import HfPagedSettings
+from inference_study.scenarios.common import Run, greedy_run, load_eager
+from inference_study.scenarios.records import Expectation, KvOffloadRecord, KvOffloadRow
+from inference_study.scenarios.settings import KvOffloadSettings
+from inference_study.workload import synthetic_input_ids
+
+EXPECTED = (
+    "With a device pool that holds one request, B evicts A's blocks: returning A and B reuse 0 blocks "
+    "without a host cache and more than 0 with it, and the outputs are identical either way (seeds 004, "
+    "001 §1)."
+)
+EQUIVALENCE = (
+    "Equivalent to TensorRT-LLM's host cache: block-granular reuse of a prompt's full blocks (the last "
+    "prompt token always prefilled), a device pool sized in tokens that the running request shares with "
+    "cached blocks, eviction of the least recently used to a host tier or for good, and the host-to-device "
+    "copy inside the returning request's TTFT. Not equivalent: the KV is a contiguous DynamicCache per "
+    "prompt under eager generate, not blocks of a paged pool under TensorRT-LLM's kernels; the tiers and "
+    "their counters are this study's (transformers has no host tier for reusable blocks), and a prompt's "
+    "blocks move as one unit, not block by block; the host copy is synchronous, from pageable memory."
+)
+SEQUENCE = (("A", 1), ("B", 1), ("A", 2), ("B", 2))
+
+
+def _moved(cache: DynamicCache, device: str, config) -> DynamicCache:
+    layers = [(layer.keys.to(device), layer.values.to(device)) for layer in cache.layers]
+    return DynamicCache(layers, config=config)
+
+
+@dataclass
+class Lookup:
+    """What the cache found for one prompt: a copy to generate from (fresh when nothing), and counters."""
+
+    cache: DynamicCache
+    prompt_blocks: int
+    reused_blocks: int
+    reused_from: str | None
+
+
+class TieredPrefixCache:
+    """Prompt-prefix KV in a device tier that the running request shares, and an optional host tier."""
+
+    def __init__(self, backend: HfEager, settings: KvOffloadSettings, host_cache: bool) -> None:
+        self.backend, self.block = backend, settings.tokens_per_block
+        self.capacity = {
+            "gpu": settings.gpu_pool_tokens,
+            "host": settings.host_cache_tokens if host_cache else 0,
+        }
+        self.tiers: dict[str, OrderedDict[tuple[int, ...], DynamicCache]] = {
+            "gpu": OrderedDict(),
+            "host": OrderedDict(),
+        }
+        self.reused_blocks = 0
+
+    def cached_len(self, prompt: list[int]) -> int:
+        """Full blocks of the prompt, keeping at least its last token to prefill (as block reuse does)."""
+        return (len(prompt) - 1) // self.block * self.block
+
+    def _used(self, tier: str) -> int:
+        return sum(len(key) for key in self.tiers[tier])
+
+    def _make_room(self, tier: str, tokens: int, keep: tuple[int, ...] | None = None) -> None:
+        """Evict least recently used entries (never `keep`) until `tokens` fit; device ones go to host."""
+        entries = self.tiers[tier]
+        for key in [k for k in entries if k != keep]:
+            if self._used(tier) + tokens <= self.capacity[tier]:
+                return
+            evicted = entries.pop(key)
+            if tier == "gpu" and len(key) <= self.capacity["host"]:
+                self._make_room("host", len(key))
+                self.tiers["host"][key] = _moved(evicted, "cpu", self.backend.model.config)
+
+    def lookup(self, prompt: list[int], output_len: int) -> Lookup:
+        """Reserve the request's room on the device and hand back the reusable prefix (a copy), if any."""
+        key = tuple(prompt[: self.cached_len(prompt)])
+        config = self.backend.model.config
+        source = next((tier for tier in ("gpu", "host") if key in self.tiers[tier]), None)
+        if source == "host":
+            self._make_room("gpu", len(key))
+            self.tiers["gpu"][key] = _moved(self.tiers["host"].pop(key), self.backend.device, config)
+        if source is not None:
+            self.tiers["gpu"].move_to_end(key)
+        shared = len(key) if source else 0  # the running request's prefix is the reused entry itself
+        self._make_room("gpu", len(prompt) + output_len - shared, keep=key if source else None)
+        blocks = len(key) // self.block
+        reused = blocks if source else 0
+        self.reused_blocks += reused
+        cache = DynamicCache(config=config)
+        if source:
+            cache = _moved(self.tiers["gpu"][key], self.backend.device, config)
+        return Lookup(cache=cache, prompt_blocks=blocks, reused_blocks=reused, reused_from=source)
+
+    def keep(self, prompt: list[int], cache: DynamicCache) -> None:
+        """After the request: its prompt's full blocks stay on the device, cropped from its cache."""
+        key = tuple(prompt[: self.cached_len(prompt)])
+        if key and key not in self.tiers["gpu"]:
+            cache.crop(len(key) - cache.get_seq_length())  # negative: drops the tokens after the prefix
+            self.tiers["gpu"][key] = cache
+
+
+@dataclass(frozen=True)
+class Served:
+    """One request of the sequence: the generate run and the cache's counters, differenced around it."""
+
+    run: Run
+    lookup: Lookup
+    reused_blocks: int
+
+
+def serve_sequence(
+    backend: HfEager, settings: KvOffloadSettings, prompts: dict[str, list[int]], host_cache: bool
+) -> list[Served]:
+    """A fresh pool, then A,B,A,B one at a time; the pool's reuse counter is differenced per request."""
+    pool = TieredPrefixCache(backend, settings, host_cache)
+    served = []
+    for name, _ in SEQUENCE:
+        before = pool.reused_blocks
+        found = pool.lookup(prompts[name], settings.output_len)
+        run = greedy_run(backend, prompts[name], settings.output_len, past_key_values=found.cache)
+        pool.keep(prompts[name], found.cache)
+        served.append(Served(run=run, lookup=found, reused_blocks=pool.reused_blocks - before))
+    return served
+
+
+def _rows(
+    settings: KvOffloadSettings, host_cache: bool, sequences: list[list[Served]]
+) -> list[KvOffloadRow]:
+    """One row per request of the sequence: median TTFT over the timed sequences, counters of the last."""
+    rows = []
+    for index, (name, round_) in enumerate(SEQUENCE):
+        last = sequences[-1][index]
+        rows.append(
+            KvOffloadRow(
+                host_cache=host_cache,
+                round=round_,
+                prompt=name,
+                prompt_len=settings.prompt_len,
+                output_len=settings.output_len,
+                ttft_ms=statistics.median(s[index].run.ttft_s for s in sequences) * 1e3,
+                prompt_blocks=last.lookup.prompt_blocks,
+                reused_blocks=last.reused_blocks,
+                hit_rate=last.reused_blocks / last.lookup.prompt_blocks,
+                reused_from=last.lookup.reused_from,
+                prefilled_tokens=last.run.forward_lengths[0],
+                output_ids=last.run.output_ids,
+            )
+        )
+    return rows
+
+
+def expectation(rows: list[KvOffloadRow], identical: bool) -> Expectation:
+    returning = [r for r in rows if r.round == 2]
+    without = sum(r.reused_blocks for r in returning if not r.host_cache)
+    with_host = [r.reused_blocks for r in returning if r.host_cache]
+    observed = (
+        f"returning prompts reused {without} blocks without a host cache and {with_host} with it; outputs "
+        f"{'identical' if identical else 'DIFFERENT'} across rounds and arms"
+    )
+    met = without == 0 and all(n > 0 for n in with_host) and identical
+    return Expectation(expected=EXPECTED, met=met, observed=observed)
+
+
+def prompts_ab(settings: KvOffloadSettings, vocab_size: int, seed: int) -> dict[str, list[int]]:
+    a, b = synthetic_input_ids(2, settings.prompt_len, vocab_size, seed)
+    return {"A": a, "B": b}
+
+
+@torch.inference_mode()
+def measure(backend: HfEager, settings: KvOffloadSettings, vocab_size: int, seed: int) -> KvOffloadRecord:
+    """Both arms on one loaded model: warmup sequences, then timed ones, each on a fresh pool."""
+    prompts = prompts_ab(settings, vocab_size, seed)
+    rows = []
+    for host_cache in (False, True):
+        for _ in range(settings.warmup_iterations):
+            serve_sequence(backend, settings, prompts, host_cache)
+        timed = [serve_sequence(backend, settings, prompts, host_cache) for _ in range(settings.iterations)]
+        rows += _rows(settings, host_cache, timed)
+    identical = all(r.output_ids == next(o for o in rows if o.prompt == r.prompt).output_ids for r in rows)
+    returning = {
+        h: statistics.median(r.ttft_ms for r in rows if r.round == 2 and r.host_cache == h)
+        for h in (False, True)
+    }
+    return KvOffloadRecord(
+        gpu_pool_tokens=settings.gpu_pool_tokens,
+        tokens_per_block=settings.tokens_per_block,
+        host_cache_tokens=settings.host_cache_tokens,
+        rows=rows,
+        identical_outputs=identical,
+        returning_ttft_speedup=returning[False] / returning[True],
+        equivalence=EQUIVALENCE,
+        expectation=expectation(rows, identical),
+    )
+
+
+def paged_reference(
+    settings: KvOffloadSettings, model_dir: Path, dtype: str, device: str, prompts: dict[str, list[int]]
+) -> tuple[list[int], list[list[int]]]:
+    """Prompt tokens transformers' continuous batching reuses per request of A,B,A,B (its own counter,
+    differenced around each request; the manager's warmup searches no prefix, so it counts nothing), and
+    the outputs, over a pool of the same size with block sharing on: the no-host-cache arm on paged KV."""
+    paged = HfPaged(
+        HfPagedSettings(
+            block_size=settings.tokens_per_block,
+            num_blocks=-(-settings.gpu_pool_tokens // settings.tokens_per_block),
+            max_batch_tokens=settings.prompt_len,
+            allow_block_sharing=True,
+        ),
+        model_dir,
+        dtype,
+        device,
+    )
+    paged.load()
+    reused, outputs = [], []
+    try:
+        for name, _ in SEQUENCE:
+            counted = paged.manager.batch_processor.cache._total_prefix_length if paged.manager else 0
+            # (no manager yet: the first generate starts it, with its pool and counter at 0)
+            outputs.append(paged.generate([prompts[name]], settings.output_len).output_ids[0])
+            reused.append(paged.manager.batch_processor.cache._total_prefix_length - counted)
+    finally:
+        paged.release()
+    return reused, outputs
+
+
+def run_kv_offload(
+    settings: KvOffloadSettings, model_dir: Path, dtype: str, device: str, vocab_size: int, seed: int
+) -> KvOffloadRecord:
+    backend = load_eager(model_dir, dtype, device)
+    try:
+        record = measure(backend, settings, vocab_size, seed)
+    finally:
+        backend.release()
+    reused, outputs = paged_reference(settings, model_dir, dtype, device, prompts_ab(settings, vocab_size, seed))
+    eager = {r.prompt: r.output_ids for r in record.rows}
+    return record.model_copy(
+        update={
+            "paged_reused_tokens": reused,
+            "paged_identical_outputs": all(o == eager[n] for o, (n, _) in zip(outputs, SEQUENCE)),
+        }
+    )

@@ -1,4 +1,4 @@
-"""Shared fixtures: the repository root and a throwaway copy of it for pipeline tests."""
+"""Shared fixtures: the repository root, a throwaway copy of it for pipeline tests, and the tiny model."""
 
 from __future__ import annotations
 
@@ -7,8 +7,29 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
+
+from inference_study.compose import compose_yaml
+from inference_study.config import validate_params
+from inference_study.models import prepare_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def composed(*overrides: str) -> dict:
+    """The params `inference-study compose *overrides` would write, composed from this repository's conf/."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(REPO_ROOT)
+        return yaml.safe_load(compose_yaml(list(overrides)))
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default study's tiny random Llama, built once for every test that runs a real model on CPU."""
+    study = validate_params(composed())
+    out_dir = tmp_path_factory.mktemp("models") / "tiny_llama"
+    prepare_model("tiny_llama", study.models["tiny_llama"], out_dir)
+    return out_dir
 
 
 def tracked_files() -> list[str]:

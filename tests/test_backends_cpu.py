@@ -21,7 +21,7 @@ from inference_study.compose import compose_yaml
 from inference_study.config import ConfigError, StudyConfig, validate_params
 from inference_study.environment import collect_environment
 from inference_study.gpu import GpuUsage
-from inference_study.models import prepare_model, safetensors_size
+from inference_study.models import safetensors_size
 from inference_study.results import CellResult, read_result, write_result
 from inference_study.workload import synthetic_input_ids, token_hash
 
@@ -42,12 +42,6 @@ def study() -> StudyConfig:
     raw["bench"].update(device="cpu", warmup_iterations=1, iterations=2)
     return validate_params(raw)
 
-
-@pytest.fixture(scope="module")
-def model_dir(study: StudyConfig, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out_dir = tmp_path_factory.mktemp("models") / "tiny_llama"
-    prepare_model("tiny_llama", study.models["tiny_llama"], out_dir)
-    return out_dir
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
-from inference_study.compose import compose_yaml
-from inference_study.config import ConfigError, StudyConfig, validate_params
+from conftest import composed
+
+from inference_study.config import StudyConfig, validate_params
 from inference_study.environment import collect_environment
-from inference_study.models import prepare_model
 from inference_study.results import ScenarioResult
 from inference_study.scenarios.common import greedy_run, load_eager
 from inference_study.scenarios.kv_offload import (
@@ -43,22 +42,9 @@ SETTINGS = KvOffloadSettings(
 )
 
 
-def composed(*overrides: str) -> dict:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(REPO)
-        return yaml.safe_load(compose_yaml(list(overrides)))
-
-
 @pytest.fixture(scope="module")
 def study() -> StudyConfig:
     return validate_params(composed("study=scenarios_cpu"))
-
-
-@pytest.fixture(scope="module")
-def model_dir(study: StudyConfig, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out_dir = tmp_path_factory.mktemp("models") / "tiny_llama"
-    prepare_model("tiny_llama", study.models["tiny_llama"], out_dir)
-    return out_dir
 
 
 @pytest.fixture(scope="module")
@@ -72,22 +58,6 @@ def backend(model_dir: Path):
 def prompts(backend) -> dict[str, list[int]]:
     a, b = synthetic_input_ids(2, SETTINGS.prompt_len, backend.model.config.vocab_size, 0)
     return {"A": a, "B": b}
-
-
-@pytest.mark.parametrize(
-    ("override", "key"),
-    [
-        ("scenarios.kv_offload.gpu_pool_tokens=8", "scenarios.kv_offload.gpu_pool_tokens"),
-        ("scenarios.kv_offload.tokens_per_block=2", "scenarios.kv_offload.tokens_per_block"),
-        ("scenarios.kv_offload.tokens_per_block=96", "scenarios.kv_offload.tokens_per_block"),
-        ("scenarios.kv_offload.prompt_len=1000", "scenarios.kv_offload"),
-        ("scenarios.kv_offload.host_cache_tokens=0", "scenarios.kv_offload.host_cache_tokens"),
-    ],
-)
-def test_bad_kv_offload_values_fail_before_any_work_naming_the_key(override: str, key: str) -> None:
-    with pytest.raises(ConfigError) as error:
-        validate_params(composed("study=scenarios_cpu", override))
-    assert key in str(error.value)
 
 
 def test_a_pool_smaller_than_one_block_is_refused() -> None:

@@ -11,13 +11,12 @@ from typing import get_args
 
 import pytest
 import torch
-import yaml
 from transformers import DynamicCache
 
-from inference_study.compose import compose_yaml
+from conftest import composed
+
 from inference_study.config import ConfigError, StudyConfig, validate_params
 from inference_study.environment import collect_environment
-from inference_study.models import prepare_model
 from inference_study.results import (
     ResultError,
     ScenarioResult,
@@ -52,22 +51,9 @@ REPO = Path(__file__).parents[1]
 PREFIX, SUFFIX, OUTPUT = 24, 4, 8
 
 
-def composed(*overrides: str) -> dict:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(REPO)
-        return yaml.safe_load(compose_yaml(list(overrides)))
-
-
 @pytest.fixture(scope="module")
 def study() -> StudyConfig:
     return validate_params(composed("study=scenarios_cpu"))
-
-
-@pytest.fixture(scope="module")
-def model_dir(study: StudyConfig, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out_dir = tmp_path_factory.mktemp("models") / "tiny_llama"
-    prepare_model("tiny_llama", study.models["tiny_llama"], out_dir)
-    return out_dir
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +85,11 @@ def test_scenarios_are_off_by_default_and_on_in_their_preset(study: StudyConfig)
         ("scenarios.kv_persist.models=[gpt5]", "scenarios.kv_persist.models"),
         ("scenarios.kv_persist.prefix_lens=[1020]", "scenarios.kv_persist"),
         ("+scenarios.ngram.typo=1", "scenarios.ngram.typo"),
+        ("scenarios.kv_offload.gpu_pool_tokens=8", "scenarios.kv_offload.gpu_pool_tokens"),
+        ("scenarios.kv_offload.tokens_per_block=2", "scenarios.kv_offload.tokens_per_block"),
+        ("scenarios.kv_offload.tokens_per_block=96", "scenarios.kv_offload.tokens_per_block"),
+        ("scenarios.kv_offload.prompt_len=1000", "scenarios.kv_offload"),
+        ("scenarios.kv_offload.host_cache_tokens=0", "scenarios.kv_offload.host_cache_tokens"),
     ],
 )
 def test_bad_scenario_values_fail_before_any_work_naming_the_key(override: str, key: str) -> None:

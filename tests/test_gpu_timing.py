@@ -6,17 +6,18 @@ Skipped without CUDA. On the device: `python -m pytest -m gpu tests/test_gpu_tim
 from __future__ import annotations
 
 import statistics
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from inference_study.backends import hf
+from inference_study.backends import hf, hf_loop
 from inference_study.backends.registry import backend_class
 from inference_study.compose import compose_yaml
 from inference_study.config import validate_params
-from inference_study.gpu import NvmlSampler, nvml_handle
+from inference_study.gpu import NvmlSampler, nvml_handle, usage_from
 from inference_study.models import prepare_model
 from inference_study.workload import synthetic_input_ids
 
@@ -90,21 +91,36 @@ def test_eager_e2e_and_ttft_agree_with_cuda_events(study, model_dir, input_ids, 
     backend.release()
 
 
+@contextmanager
+def _uninstrumented(backend):
+    """The same generate calls without the harness: no token streamer, no per-step clock, no NVML."""
+    with pytest.MonkeyPatch.context() as patch:
+        if hasattr(backend, "model"):
+            generate = backend.model.generate
+            patch.setattr(backend.model, "generate", lambda *args, streamer=None, **kwargs: generate(*args, **kwargs))
+        patch.setattr(hf_loop.StepClock, "mark", lambda self: None)
+        yield
+
+
 @pytest.mark.parametrize("name", ["hf_eager", "hf_compiled_loop"])
 def test_harness_overhead_under_one_percent(study, model_dir, input_ids, name) -> None:
-    """E2E with the harness's NVML sampler running against the same calls without it, in one process."""
+    """E2E of generate as the harness runs it (token timestamps, per-step clock, NVML sampler) against the
+    same calls uninstrumented, interleaved in one process."""
     backend = _loaded(study, model_dir, name)
     handle, why = nvml_handle()
     assert handle is not None, why
-    plain, sampled = [], []
-    for _ in range(5):
-        plain.append(_event_timed(backend, input_ids)[0])
-        sampler = NvmlSampler(handle, study.bench.gpu_sample_interval_ms / 1000)
+    plain, instrumented = [], []
+    sampler = NvmlSampler(handle, study.bench.gpu_sample_interval_ms / 1000)
+    for _ in range(7):
+        with _uninstrumented(backend):
+            plain.append(_event_timed(backend, input_ids)[0])
         sampler.start()
-        sampled.append(_event_timed(backend, input_ids)[0])
+        instrumented.append(_event_timed(backend, input_ids)[0])
         sampler.stop()
-    ratio = statistics.median(sampled) / statistics.median(plain)
-    print(f"{name}: median E2E plain {statistics.median(plain) * 1e3:.2f} ms, with NVML sampling "
-          f"{statistics.median(sampled) * 1e3:.2f} ms, overhead {100 * (ratio - 1):.2f} %")
+    ratio = statistics.median(instrumented) / statistics.median(plain)
+    usage = usage_from(sampler, None)
+    print(f"{name}: median E2E uninstrumented {statistics.median(plain) * 1e3:.2f} ms, as the harness runs it "
+          f"{statistics.median(instrumented) * 1e3:.2f} ms, overhead {100 * (ratio - 1):.2f} %; NVML {usage}")
     assert ratio < 1.01
+    assert usage.utilization_mean_pct is not None and usage.sm_clock_max_mhz and usage.power_mean_w
     backend.release()

@@ -87,7 +87,9 @@ class BenchSettings(Strict):
     warmup_iterations: int = Field(ge=0)
     iterations: int = Field(ge=1)
     seed: int = 0
-    gpu_sample_interval_ms: int = Field(default=20, gt=0)
+    gpu_sample_interval_ms: int = Field(
+        default=500, gt=0, description="period of draining NVML's sample buffers (gpu.py), not a polling rate"
+    )
     max_cv: float = Field(default=0.05, gt=0, description="repeats varying more than this warn the verdict")
 
 

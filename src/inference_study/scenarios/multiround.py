@@ -14,8 +14,8 @@ uncounted), as seed 003 precomputes it; TTFT, E2E and the counters cover the R r
 
 The PyTorch equivalent is prefix caches kept per user (`prefix_cache.TieredPrefixCache`, shared with
 kv_offload), not continuous batching's prefix sharing: transformers' paged pool keeps a finished request's
-block hashes only until the blocks are reallocated, has no host tier for them, and in 5.x shares prompt
-blocks only, while seed 003 reuses each user's previous prompt *and* output. `EQUIVALENCE` says what
+block hashes only until the blocks are reallocated and has no host tier for them, so past the device budget
+it could show only the GPU-only arm; seed 003 reuses each user's previous prompt *and* output. `EQUIVALENCE` says what
 matches TensorRT-LLM's `KvCacheConfig(enable_block_reuse, max_tokens, host_cache_size)` and what does not.
 
 The TensorRT-LLM variant (`scenarios.multiround.backends: [..., trtllm_pytorch]`) runs the same requests
@@ -51,7 +51,7 @@ EXPECTED = (
 )
 EQUIVALENCE = (
     "PyTorch arms: prefix caches kept per user, the honest equivalent here (transformers' continuous batching "
-    "keeps no finished blocks past reallocation, has no host tier for them and shares prompt blocks only). "
+    "keeps a finished request's blocks reusable only until they are reallocated, and has no host tier for them). "
     "Equivalent to TensorRT-LLM's block reuse with a host cache: reuse of whole blocks of a user's previous prompt "
     "and output (the last prompt token always prefilled), a device budget in tokens (`max_tokens`) shared by the "
     "running request and the cached histories, least recently used eviction to a host tier or for good, and the "

@@ -16,9 +16,9 @@ from inference_study.results import ScenarioResult
 from inference_study.scenarios.common import greedy_run, load_eager
 from inference_study.scenarios.kv_offload import (
     SEQUENCE,
-    TieredPrefixCache,
     measure,
     paged_reference,
+    pool,
     run_kv_offload,
     serve_sequence,
 )
@@ -86,19 +86,19 @@ def test_a_pool_of_two_requests_keeps_both_on_the_device(backend, prompts) -> No
 
 def test_eviction_to_host_is_least_recently_used_and_host_capacity_bounds_it(backend, prompts) -> None:
     small_host = SETTINGS.model_copy(update={"host_cache_tokens": 32})
-    pool = TieredPrefixCache(backend, small_host, host_cache=True)
+    cache = pool(backend, small_host, host_cache=True)
     for name in ("A", "B"):
-        found = pool.lookup(prompts[name], SETTINGS.output_len)
+        found = cache.lookup(prompts[name], SETTINGS.output_len)
         greedy_run(backend, prompts[name], SETTINGS.output_len, past_key_values=found.cache)
-        pool.keep(prompts[name], found.cache)
-    assert list(pool.tiers["gpu"]) == [tuple(prompts["B"][:32])]
-    assert list(pool.tiers["host"]) == [tuple(prompts["A"][:32])]
-    assert pool.tiers["host"][tuple(prompts["A"][:32])].get_seq_length() == 32
-    tight = TieredPrefixCache(backend, SETTINGS.model_copy(update={"host_cache_tokens": 31}), host_cache=True)
+        cache.keep(prompts[name][:32], found.cache)
+    assert list(cache.tiers["gpu"]) == [tuple(prompts["B"][:32])]
+    assert list(cache.tiers["host"]) == [tuple(prompts["A"][:32])]
+    assert cache.tiers["host"][tuple(prompts["A"][:32])].get_seq_length() == 32
+    tight = pool(backend, SETTINGS.model_copy(update={"host_cache_tokens": 31}), host_cache=True)
     for name in ("A", "B"):
         found = tight.lookup(prompts[name], SETTINGS.output_len)
         greedy_run(backend, prompts[name], SETTINGS.output_len, past_key_values=found.cache)
-        tight.keep(prompts[name], found.cache)
+        tight.keep(prompts[name][:32], found.cache)
     assert not tight.tiers["host"]  # A's 32 tokens do not fit a 31-token host tier: dropped
 
 

@@ -72,6 +72,7 @@ def test_scenarios_are_off_by_default_and_on_in_their_preset(study: StudyConfig)
         "ngram": ["tiny_llama"],
         "kv_persist": ["tiny_llama"],
         "kv_offload": ["tiny_llama"],
+        "multiround": ["tiny_llama"],
     }
 
 
@@ -90,6 +91,12 @@ def test_scenarios_are_off_by_default_and_on_in_their_preset(study: StudyConfig)
         ("scenarios.kv_offload.tokens_per_block=96", "scenarios.kv_offload.tokens_per_block"),
         ("scenarios.kv_offload.prompt_len=1000", "scenarios.kv_offload"),
         ("scenarios.kv_offload.host_cache_tokens=0", "scenarios.kv_offload.host_cache_tokens"),
+        ("scenarios.multiround.users=[0,3]", "scenarios.multiround.users.0"),
+        ("scenarios.multiround.users=[-1]", "scenarios.multiround.users.0"),
+        ("scenarios.multiround.users=[]", "scenarios.multiround.users"),
+        ("scenarios.multiround.gpu_kv_tokens=4", "scenarios.multiround.gpu_kv_tokens"),
+        ("scenarios.multiround.rounds=0", "scenarios.multiround.rounds"),
+        ("scenarios.multiround.context_len=1000", "scenarios.multiround"),
     ],
 )
 def test_bad_scenario_values_fail_before_any_work_naming_the_key(override: str, key: str) -> None:

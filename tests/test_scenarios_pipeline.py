@@ -26,6 +26,8 @@ SMALL = [
     "scenarios.kv_persist.warmup_iterations=0",
     "scenarios.kv_offload.iterations=1",
     "scenarios.kv_offload.warmup_iterations=0",
+    "scenarios.multiround.iterations=1",
+    "scenarios.multiround.warmup_iterations=0",
     "bench.iterations=1",
     "bench.warmup_iterations=0",
 ]
@@ -45,10 +47,11 @@ def test_scenario_presets_add_one_stage_per_scenario_and_model(repo_copy: Path) 
         "scenario_ngram@tiny_llama",
         "scenario_kv_persist@tiny_llama",
         "scenario_kv_offload@tiny_llama",
+        "scenario_multiround@tiny_llama",
     }
     assert scenario_stages(repo_copy, "study=h100", "scenario=h100") == {
         f"scenario_{name}@{model}"
-        for name in ("ngram", "kv_persist", "kv_offload")
+        for name in ("ngram", "kv_persist", "kv_offload", "multiround")
         for model in ("tinyllama_1b", "qwen2_5_7b")
     }
 
@@ -59,7 +62,7 @@ def test_repro_runs_the_scenarios_into_results_and_report(repo_copy: Path) -> No
     done = run(repo_copy, sys.executable, "-m", "dvc", "repro")
     assert done.returncode == 0, done.stderr[-3000:]
     study = load_params(repo_copy / "params.yaml")
-    for name in ("ngram", "kv_persist", "kv_offload"):
+    for name in ("ngram", "kv_persist", "kv_offload", "multiround"):
         result = read_scenario_result(scenario_result_path(repo_copy / "results", name, "tiny_llama"))
         assert result.status == "ok" and result.record.scenario == name
         kept = scenario_result_path(repo_copy / "reports" / study.study.name / "inputs", name, "tiny_llama")
@@ -69,4 +72,5 @@ def test_repro_runs_the_scenarios_into_results_and_report(repo_copy: Path) -> No
         "## Scenario: n-gram speculative decoding" in report and "## Scenario: Persistent prefix KV" in report
     )
     assert "## Scenario: KV offload to a host cache" in report
-    assert report.count("Expected (seed):") == 3
+    assert "## Scenario: Multi-round chat" in report
+    assert report.count("Expected (seed):") == 4

@@ -24,11 +24,12 @@ from inference_study.compose import compose_yaml
 from inference_study.config import Dtype
 from inference_study.trtllm.calls import (
     COMPLETION_OUTPUT_READS, CONVERT_ARCH_DIRS, CONVERT_SCRIPT, KV_CACHE_CONFIG, KV_CACHE_CONFIG_READS,
+    KV_CACHE_COUNTER_READS, KV_CACHE_METRICS_GROUP,
     KV_CONNECTOR_BASE_MODULE, KV_CONNECTOR_LLM_ARGS_READS, KV_CONNECTOR_SCHEDULER_BASE, KV_CONNECTOR_WORKER_BASE,
     PERF_METRICS_READ, REQUEST_DATA_READS, REQUEST_OUTPUT_READS, SAMPLING_PARAMS, SCHEDULER_OUTPUT_READS,
     SPECULATIVE_COUNTER_READS, SPECULATIVE_METRICS_GROUP, build_argv, convert_argv, engine_llm_kwargs,
-    generate_async_kwargs, kv_cache_kwargs, kv_connector_llm_extras, ngram_llm_extras, pytorch_llm_kwargs,
-    sampling_kwargs,
+    generate_async_kwargs, kv_cache_kwargs, kv_connector_llm_extras, multiround_kv_cache_kwargs, ngram_llm_extras,
+    pytorch_llm_kwargs, sampling_kwargs,
 )
 from inference_study.trtllm.settings import EngineProfile, KvCacheRuntime, TrtllmPytorchSettings
 from inference_study.trtllm.version import BANDS, FEATURES, Band, TrtllmUnavailable, require_feature
@@ -249,3 +250,28 @@ def test_a_misspelt_connector_read_is_caught() -> None:
     one_x = next(band for band in BANDS if band.name == "1.0-1.2")
     assert group_reads(CONNECTOR_DATA, "RequestData", ("request_id", "block_hashes"), one_x) == ["block_hashes"]
     assert group_reads(PERF_METRICS, SPECULATIVE_METRICS_GROUP, ("accepted_tokens",), one_x) == ["accepted_tokens"]
+
+
+# The multiround variant (issue 5, seed 003): block reuse and a host cache per arm through KvCacheConfig.
+def test_multiround_variant_runs_on_every_pytorch_band_and_needs_1x_kv_cache_config() -> None:
+    assert [band.name for band in feature_bands("kv_host_cache")] == [band.name for band in PYTORCH_BANDS]
+    kwargs = multiround_kv_cache_kwargs(True, 5120, 32, 1 << 30, 0.9)
+    assert unlisted(kwargs, BANDS[0], objects(KV_CACHE_CONFIG)) == ["tokens_per_block"]  # 0.15: a build setting
+    with pytest.raises(TrtllmUnavailable, match="outside what the API contract covers"):
+        require_feature("0.15.0", "kv_host_cache")
+
+
+@pytest.mark.parametrize("band", feature_bands("kv_host_cache"), ids=lambda band: band.name)
+@pytest.mark.parametrize("block_reuse, host_bytes", [(False, 0), (True, 0), (True, 1 << 30)],
+                         ids=["no_reuse", "reuse_gpu_only", "reuse_host_offload"])
+def test_multiround_variant_names_are_in_the_contract(band: Band, block_reuse: bool, host_bytes: int) -> None:
+    kwargs = multiround_kv_cache_kwargs(block_reuse, 5120, 32, host_bytes, 0.9)
+    problems = {
+        "LLM keywords": unlisted(pytorch_llm_kwargs(Path("hf"), "float16", TrtllmPytorchSettings(), object()), band,
+                                 llm_keywords("pytorch")),
+        "KvCacheConfig": unlisted(kwargs, band, objects(KV_CACHE_CONFIG)),
+        "SamplingParams": unlisted(sampling_kwargs(4, 2, 0, perf_metrics=True), band, objects(SAMPLING_PARAMS)),
+        "CompletionOutput reads": unlisted([PERF_METRICS_READ], band, objects(COMPLETION_OUTPUT)),
+        "kv cache counters": group_reads(PERF_METRICS, KV_CACHE_METRICS_GROUP, KV_CACHE_COUNTER_READS, band),
+    }
+    assert not any(problems.values()), problems

@@ -170,6 +170,13 @@ class ScenarioResult(Record):
             raise ValueError("record is null without a reason in null_reasons")
         if self.environment_fingerprint != self.environment.fingerprint:
             raise ValueError("environment_fingerprint does not match the environment it describes")
+        version = self.environment.tensorrt_llm
+        measured_by_trtllm = any(getattr(row, "backend", "hf") != "hf" for row in getattr(self.record, "rows", []))
+        if measured_by_trtllm and (version is None or STAND_IN_MARK in version):
+            raise ValueError(
+                f"TensorRT-LLM rows from an environment whose tensorrt_llm is {version!r}: TensorRT-LLM numbers "
+                "come only from an installed TensorRT-LLM, never from a stand-in or from none"
+            )
         return self
 
 

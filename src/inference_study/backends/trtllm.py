@@ -19,7 +19,7 @@ from typing import ClassVar
 from inference_study.backends.base import Backend, BackendSettings, Generation
 from inference_study.config import ConfigError
 from inference_study.trtllm.calls import (
-    COMPLETION_OUTPUT_READS, KV_CACHE_CONFIG, PERF_METRICS_READ, REQUEST_OUTPUT_READS, SAMPLING_PARAMS,
+    COMPLETION_OUTPUT_READS, KV_CACHE_CONFIG, KV_CACHE_COUNTER_READS, KV_CACHE_METRICS_GROUP, PERF_METRICS_READ, REQUEST_OUTPUT_READS, SAMPLING_PARAMS,
     SHUTDOWN_ARGS, SPECULATIVE_COUNTER_READS, SPECULATIVE_LLM_KEYWORD, SPECULATIVE_METRICS_GROUP, LlmExtras,
     engine_llm_kwargs, generate_async_kwargs, kv_cache_kwargs, pytorch_llm_kwargs, sampling_kwargs,
 )
@@ -62,6 +62,27 @@ def speculative_counters(request: object) -> SpeculativeCounters:
     return SpeculativeCounters(proposed, accepted, None)
 
 
+@dataclass(frozen=True)
+class KvCacheCounters:
+    """One request's KV blocks reused from the cache and missed (computed), as TensorRT-LLM reports them;
+    null with a reason where the installed version reports none."""
+
+    reused_blocks: int | None
+    missed_blocks: int | None
+    null_reason: str | None
+
+
+def kv_cache_counters(request: object) -> KvCacheCounters:
+    """The counters of a finished request, from `CompletionOutput.request_perf_metrics.kv_cache_metrics`."""
+    completion = getattr(request, OUTPUTS)[0]
+    group = getattr(getattr(completion, PERF_METRICS_READ, None), KV_CACHE_METRICS_GROUP, None)
+    if group is None:
+        return KvCacheCounters(None, None, f"this TensorRT-LLM reports no {PERF_METRICS_READ}."
+                                           f"{KV_CACHE_METRICS_GROUP} for the request")
+    reused, missed = (getattr(group, name) for name in KV_CACHE_COUNTER_READS)
+    return KvCacheCounters(reused, missed, None)
+
+
 async def _stream(request: object) -> tuple[list[int], list[float]]:
     """One request's generated ids and, per token, when it reached the host (several in one update share it)."""
     times: list[float] = []
@@ -85,6 +106,8 @@ class TrtllmBackend(Backend):
         self.loop: asyncio.AbstractEventLoop | None = None
         self.llm_extras: LlmExtras = {}
         self.speculative: list[SpeculativeCounters] = []  # per request of the last `generate`
+        self.kv_cache_override: dict[str, object] | None = None
+        self.kv_cache: list[KvCacheCounters] = []  # per request of the last `generate`, with the override
 
     def is_out_of_memory(self, error: Exception) -> bool:
         """TensorRT-LLM's C++ runtime reports CUDA and KV-cache allocation failures as a RuntimeError whose
@@ -98,7 +121,8 @@ class TrtllmBackend(Backend):
 
     def load(self) -> None:
         self.band = band_for(import_tensorrt_llm().__version__, self.flow)
-        kv_cache_config = resolve(KV_CACHE_CONFIG)(**kv_cache_kwargs(self.settings.kv_cache))
+        kv_kwargs = self.kv_cache_override or kv_cache_kwargs(self.settings.kv_cache)
+        kv_cache_config = resolve(KV_CACHE_CONFIG)(**kv_kwargs)
         # One event loop for the backend's life: results created inside it deliver their updates to it.
         self.loop = asyncio.new_event_loop()
         extras = {keyword: resolve(path)(**kwargs) for keyword, (path, kwargs) in self.llm_extras.items()}
@@ -106,8 +130,8 @@ class TrtllmBackend(Backend):
         self.end_id, self.pad_id = special_ids(self.model_dir)
 
     def generate(self, input_ids: list[list[int]], output_len: int) -> Generation:
-        speculating = SPECULATIVE_LLM_KEYWORD in self.llm_extras
-        params = resolve(SAMPLING_PARAMS)(**sampling_kwargs(output_len, self.end_id, self.pad_id, speculating))
+        metrics = SPECULATIVE_LLM_KEYWORD in self.llm_extras or self.kv_cache_override is not None
+        params = resolve(SAMPLING_PARAMS)(**sampling_kwargs(output_len, self.end_id, self.pad_id, metrics))
         return self.loop.run_until_complete(self._batch(input_ids, params))
 
     async def _batch(self, input_ids: list[list[int]], params: object) -> Generation:
@@ -116,6 +140,8 @@ class TrtllmBackend(Backend):
         requests = [self.llm.generate_async(**generate_async_kwargs(ids, params)) for ids in input_ids]
         streams = await asyncio.gather(*(_stream(request) for request in requests))
         self.speculative = [speculative_counters(request) for request in requests]
+        if self.kv_cache_override is not None:
+            self.kv_cache = [kv_cache_counters(request) for request in requests]
         return Generation(output_ids=[ids for ids, _ in streams], start=start,
                           token_times=[times for _, times in streams])
 
@@ -154,6 +180,11 @@ class TrtllmPytorch(TrtllmBackend):
     def with_extras(self, llm_extras: LlmExtras) -> TrtllmPytorch:
         """This backend with a feature switched on at load (n-gram speculation, the KV cache connector)."""
         self.llm_extras = llm_extras
+        return self
+
+    def with_kv_cache(self, keywords: dict[str, object]) -> TrtllmPytorch:
+        """This backend with its own `KvCacheConfig` keywords (from `calls`), and per-request KV counters."""
+        self.kv_cache_override = keywords
         return self
 
     def llm_kwargs(self, kv_cache_config: object) -> dict[str, object]:

@@ -8,9 +8,9 @@ continuous batching's prefix sharing (`allow_block_sharing`) keeps freed blocks'
 blocks are not reallocated, and its `OffloadingManager` swaps *running* requests out under memory
 pressure, never finished prefixes; `DynamicCache(offloading=True)` streams layers of one request. So the
 PyTorch arm is built here from transformers' `DynamicCache` and `generate(past_key_values=...)`: a
-`TieredPrefixCache` keeps each finished prompt's full blocks, in a device tier of `gpu_pool_tokens`
-(which the running request shares) and, in the offload arm, a host tier of `host_cache_tokens`, both
-least recently used first out. `EQUIVALENCE` says what matches and what does not. Beside it,
+`TieredPrefixCache` (prefix_cache.py, shared with multiround) keeps each finished prompt's full blocks,
+in a device tier of `gpu_pool_tokens` (which the running request shares) and, in the offload arm, a
+host tier of `host_cache_tokens`, both least recently used first out. `EQUIVALENCE` says what matches and what does not. Beside it,
 `paged_reference` runs A,B,A,B through transformers' own paged pool of the same size (the `hf_paged`
 backend, `allow_block_sharing` on), whose prefix counter shows what transformers alone reuses.
 """
@@ -18,17 +18,16 @@ backend, `allow_block_sharing` on), whose prefix counter shows what transformers
 from __future__ import annotations
 
 import statistics
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import DynamicCache
 
 from inference_study.backends.hf import HfEager
 from inference_study.backends.hf_paged import HfPaged
 from inference_study.backends.hf_settings import HfPagedSettings
 from inference_study.scenarios.common import Run, greedy_run, load_eager
+from inference_study.scenarios.prefix_cache import Lookup, TieredPrefixCache
 from inference_study.scenarios.records import Expectation, KvOffloadRecord, KvOffloadRow
 from inference_study.scenarios.settings import KvOffloadSettings
 from inference_study.workload import synthetic_input_ids
@@ -50,80 +49,14 @@ EQUIVALENCE = (
 SEQUENCE = (("A", 1), ("B", 1), ("A", 2), ("B", 2))
 
 
-def _moved(cache: DynamicCache, device: str, config) -> DynamicCache:
-    layers = [(layer.keys.to(device), layer.values.to(device)) for layer in cache.layers]
-    return DynamicCache(layers, config=config)
-
-
-@dataclass
-class Lookup:
-    """What the cache found for one prompt: a copy to generate from (fresh when nothing), and counters."""
-
-    cache: DynamicCache
-    prompt_blocks: int
-    reused_blocks: int
-    reused_from: str | None
-
-
-class TieredPrefixCache:
-    """Prompt-prefix KV in a device tier that the running request shares, and an optional host tier."""
-
-    def __init__(self, backend: HfEager, settings: KvOffloadSettings, host_cache: bool) -> None:
-        self.backend, self.block = backend, settings.tokens_per_block
-        self.capacity = {
-            "gpu": settings.gpu_pool_tokens,
-            "host": settings.host_cache_tokens if host_cache else 0,
-        }
-        self.tiers: dict[str, OrderedDict[tuple[int, ...], DynamicCache]] = {
-            "gpu": OrderedDict(),
-            "host": OrderedDict(),
-        }
-        self.reused_blocks = 0
-
-    def cached_len(self, prompt: list[int]) -> int:
-        """Full blocks of the prompt, keeping at least its last token to prefill (as block reuse does)."""
-        return (len(prompt) - 1) // self.block * self.block
-
-    def _used(self, tier: str) -> int:
-        return sum(len(key) for key in self.tiers[tier])
-
-    def _make_room(self, tier: str, tokens: int, keep: tuple[int, ...] | None = None) -> None:
-        """Evict least recently used entries (never `keep`) until `tokens` fit; device ones go to host."""
-        entries = self.tiers[tier]
-        for key in [k for k in entries if k != keep]:
-            if self._used(tier) + tokens <= self.capacity[tier]:
-                return
-            evicted = entries.pop(key)
-            if tier == "gpu" and len(key) <= self.capacity["host"]:
-                self._make_room("host", len(key))
-                self.tiers["host"][key] = _moved(evicted, "cpu", self.backend.model.config)
-
-    def lookup(self, prompt: list[int], output_len: int) -> Lookup:
-        """Reserve the request's room on the device and hand back the reusable prefix (a copy), if any."""
-        key = tuple(prompt[: self.cached_len(prompt)])
-        config = self.backend.model.config
-        source = next((tier for tier in ("gpu", "host") if key in self.tiers[tier]), None)
-        if source == "host":
-            self._make_room("gpu", len(key))
-            self.tiers["gpu"][key] = _moved(self.tiers["host"].pop(key), self.backend.device, config)
-        if source is not None:
-            self.tiers["gpu"].move_to_end(key)
-        shared = len(key) if source else 0  # the running request's prefix is the reused entry itself
-        self._make_room("gpu", len(prompt) + output_len - shared, keep=key if source else None)
-        blocks = len(key) // self.block
-        reused = blocks if source else 0
-        self.reused_blocks += reused
-        cache = DynamicCache(config=config)
-        if source:
-            cache = _moved(self.tiers["gpu"][key], self.backend.device, config)
-        return Lookup(cache=cache, prompt_blocks=blocks, reused_blocks=reused, reused_from=source)
-
-    def keep(self, prompt: list[int], cache: DynamicCache) -> None:
-        """After the request: its prompt's full blocks stay on the device, cropped from its cache."""
-        key = tuple(prompt[: self.cached_len(prompt)])
-        if key and key not in self.tiers["gpu"]:
-            cache.crop(len(key) - cache.get_seq_length())  # negative: drops the tokens after the prefix
-            self.tiers["gpu"][key] = cache
+def pool(backend: HfEager, settings: KvOffloadSettings, host_cache: bool) -> TieredPrefixCache:
+    """A fresh device pool of `gpu_pool_tokens`, with the host tier in the offload arm."""
+    return TieredPrefixCache(
+        backend,
+        settings.tokens_per_block,
+        settings.gpu_pool_tokens,
+        settings.host_cache_tokens if host_cache else 0,
+    )
 
 
 @dataclass(frozen=True)
@@ -139,14 +72,14 @@ def serve_sequence(
     backend: HfEager, settings: KvOffloadSettings, prompts: dict[str, list[int]], host_cache: bool
 ) -> list[Served]:
     """A fresh pool, then A,B,A,B one at a time; the pool's reuse counter is differenced per request."""
-    pool = TieredPrefixCache(backend, settings, host_cache)
+    cache = pool(backend, settings, host_cache)
     served = []
     for name, _ in SEQUENCE:
-        before = pool.reused_blocks
-        found = pool.lookup(prompts[name], settings.output_len)
+        before = cache.reused_blocks
+        found = cache.lookup(prompts[name], settings.output_len)
         run = greedy_run(backend, prompts[name], settings.output_len, past_key_values=found.cache)
-        pool.keep(prompts[name], found.cache)
-        served.append(Served(run=run, lookup=found, reused_blocks=pool.reused_blocks - before))
+        cache.keep(prompts[name][: cache.cached_len(prompts[name])], found.cache)
+        served.append(Served(run=run, lookup=found, reused_blocks=cache.reused_blocks - before))
     return served
 
 

@@ -22,6 +22,7 @@ TITLES = {
     "ngram": "n-gram speculative decoding (prompt lookup, seed 001 §2)",
     "kv_persist": "Persistent prefix KV cache across instances (seed 001 §3)",
     "kv_offload": "KV offload to a host cache, prompts A,B,A,B (seeds 004, 001 §1)",
+    "multiround": "Multi-round chat: U users x R rounds, KV reuse and host offload (seed 003)",
 }
 RANDOM_WEIGHTS_NOTE = (
     "Random weights: a random model's greedy output is not text, so these acceptance rates say nothing about a "
@@ -127,7 +128,63 @@ def _kv_offload_tables(results: list[ScenarioResult]) -> list[str]:
     ]
 
 
-TABLES = {"ngram": _ngram_tables, "kv_persist": _kv_persist_tables, "kv_offload": _kv_offload_tables}
+MULTIROUND_NOTE = (
+    "Per backend, arm and user count U: TTFT P50/P99 over every request of the R rounds (and per round, over its "
+    "users), E2E for all R rounds, and the reuse hit rate (prompt tokens served from cached KV / prompt tokens). "
+    "`fits_on_device`: U x the longest sequence fits the device budget, so nothing need be evicted; past it, "
+    "the GPU-only arm evicts least recently used histories (round-robin returns to each user last) and the "
+    "host-offload arm brings them back from host memory."
+)
+
+
+def _multiround_tables(results: list[ScenarioResult]) -> list[str]:
+    """One row per backend, arm and user count; per-round TTFT in its own table; then the equivalence."""
+    rows = pd.DataFrame(
+        [
+            {"model": r.model.name, **row.model_dump(exclude={"round_ttft_p50_ms", "round_ttft_p99_ms", "null_reason"})}
+            for r in results
+            for row in r.record.rows
+        ]
+    )
+    per_round = pd.DataFrame(
+        [
+            {"model": r.model.name, "backend": row.backend, "arm": row.arm, "users": row.users,
+             **{f"r{n + 1}_p50_ms": value for n, value in enumerate(row.round_ttft_p50_ms)}}
+            for r in results
+            for row in r.record.rows
+        ]
+    )
+    shapes = sorted({
+        (r.record.context_len, r.record.rounds, r.record.new_tokens_per_round, r.record.output_len,
+         r.record.tokens_per_block, r.record.gpu_kv_tokens, r.record.host_cache_tokens)
+        for r in results
+    })
+    reasons = sorted({row.null_reason for r in results for row in r.record.rows if row.null_reason})
+    lines = [
+        "Context, rounds, new and output tokens per round, block, device budget and host tier (tokens): "
+        + "; ".join(", ".join(map(str, shape)) for shape in shapes),
+        "",
+        MULTIROUND_NOTE,
+        "",
+        _table(rows),
+        "",
+        "TTFT P50 (ms) per round:",
+        "",
+        _table(per_round),
+        "",
+    ]
+    lines += [f"- null counters: {reason}" for reason in reasons] + ([""] if reasons else [])
+    if not any(row.backend == "trtllm_pytorch" for r in results for row in r.record.rows):
+        lines += ["TensorRT-LLM: not measured in this study (`scenarios.multiround.backends` lists only `hf`).", ""]
+    return lines + [results[0].record.equivalence, ""]
+
+
+TABLES = {
+    "ngram": _ngram_tables,
+    "kv_persist": _kv_persist_tables,
+    "kv_offload": _kv_offload_tables,
+    "multiround": _multiround_tables,
+}
 
 
 def scenario_sections(study: StudyConfig, loaded: Loaded) -> list[str]:

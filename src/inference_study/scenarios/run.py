@@ -10,7 +10,7 @@ from inference_study.environment import Environment
 from inference_study.harness import DTYPE_BYTES, resolve_device
 from inference_study.models import model_geometry, resolve_model, safetensors_size
 from inference_study.results import ModelGeometry, ModelInfo, ScenarioResult
-from inference_study.scenarios.records import KvOffloadRecord, KvPersistRecord, NgramRecord
+from inference_study.scenarios.records import KvOffloadRecord, KvPersistRecord, MultiroundRecord, NgramRecord
 
 
 def _ngram(study: StudyConfig, model_dir: Path, dtype: str, device: str, vocab_size: int) -> NgramRecord:
@@ -40,12 +40,31 @@ def _kv_offload(
     return run_kv_offload(study.scenarios.kv_offload, model_dir, dtype, device, vocab_size, study.bench.seed)
 
 
+def _multiround(
+    study: StudyConfig, model_dir: Path, dtype: str, device: str, vocab_size: int
+) -> MultiroundRecord:
+    """The hf arms, and the TensorRT-LLM arms when `trtllm_pytorch` is listed (the preflight has checked
+    that TensorRT-LLM is installed; nothing is measured for it otherwise)."""
+    from inference_study.scenarios.multiround import run_multiround
+    from inference_study.scenarios.multiround_trtllm import trtllm_arms
+
+    settings = study.scenarios.multiround
+    trtllm = None
+    if "trtllm_pytorch" in settings.backends:
+        trtllm = trtllm_arms(settings, study.trtllm.pytorch, model_dir, dtype, device)
+    return run_multiround(settings, model_dir, dtype, device, vocab_size, study.bench.seed, trtllm)
+
+
 RUNNERS: dict[
-    str, Callable[[StudyConfig, Path, str, str, int], NgramRecord | KvPersistRecord | KvOffloadRecord]
+    str,
+    Callable[
+        [StudyConfig, Path, str, str, int], NgramRecord | KvPersistRecord | KvOffloadRecord | MultiroundRecord
+    ],
 ] = {
     "ngram": _ngram,
     "kv_persist": _kv_persist,
     "kv_offload": _kv_offload,
+    "multiround": _multiround,
 }
 
 

@@ -30,6 +30,10 @@ KV_CONNECTOR_CONFIG = "tensorrt_llm.llmapi.llm_args.KvCacheConnectorConfig"
 PERF_METRICS_READ = "request_perf_metrics"
 SPECULATIVE_METRICS_GROUP = "speculative_decoding"
 SPECULATIVE_COUNTER_READS = ("total_draft_tokens", "total_accepted_draft_tokens")
+# Per-request KV reuse counters (multiround): CompletionOutput.request_perf_metrics.kv_cache_metrics.<counter>
+# (filled when SamplingParams(return_perf_metrics=True)); recorded at 1.2.x, read at 1.2.x for main-2026.
+KV_CACHE_METRICS_GROUP = "kv_cache_metrics"
+KV_CACHE_COUNTER_READS = ("num_reused_blocks", "num_missed_blocks")
 # The connector's base classes where 1.2.x keeps them (main-2026 moved them to pyexecutor/connectors/ and
 # added abstract methods whose signatures the contract does not record, so the variant stops before 1.3).
 KV_CONNECTOR_BASE_MODULE = "tensorrt_llm._torch.pyexecutor.kv_cache_connector"
@@ -77,6 +81,15 @@ def kv_cache_kwargs(kv_cache: KvCacheRuntime) -> dict[str, Any]:
     """`KvCacheConfig` keywords: both pinned, because their defaults differ across versions."""
     return {"free_gpu_memory_fraction": kv_cache.free_gpu_memory_fraction,
             "enable_block_reuse": kv_cache.enable_block_reuse}
+
+
+def multiround_kv_cache_kwargs(block_reuse: bool, max_tokens: int, tokens_per_block: int, host_cache_bytes: int,
+                               free_gpu_memory_fraction: float) -> dict[str, Any]:
+    """`KvCacheConfig` of one multiround arm: a device pool of `max_tokens` (running requests and reusable
+    blocks share it), blocks of `tokens_per_block`, reuse on or off, and a host tier of `host_cache_bytes`
+    (0: evicted blocks are dropped). Reuse and the fraction are pinned: their defaults differ across versions."""
+    return {"enable_block_reuse": block_reuse, "max_tokens": max_tokens, "tokens_per_block": tokens_per_block,
+            "host_cache_size": host_cache_bytes, "free_gpu_memory_fraction": free_gpu_memory_fraction}
 
 
 def engine_llm_kwargs(engine_dir: Path, kv_cache_config: object) -> dict[str, Any]:

@@ -36,7 +36,7 @@ import torch
 
 from inference_study.backends.hf import HfEager, synchronize
 from inference_study.scenarios.common import greedy_run
-from inference_study.scenarios.prefix_cache import TieredPrefixCache
+from inference_study.scenarios.prefix_cache import TieredPrefixCache, timed_lookup
 from inference_study.scenarios.records import Expectation, MultiroundRecord, MultiroundRow
 from inference_study.scenarios.settings import MULTIROUND_ARMS, MultiroundArm, MultiroundSettings
 from inference_study.workload import synthetic_input_ids
@@ -131,11 +131,7 @@ def serve_hf(
     cache = arm_cache(backend, settings, arm)
 
     def serve(prompt: list[int], user: int, round_: int) -> Request:
-        synchronize(backend.device)
-        start = time.perf_counter()
-        found = cache.lookup(prompt, settings.output_len) if cache else None
-        synchronize(backend.device)
-        lookup_s = time.perf_counter() - start
+        found, lookup_s = timed_lookup(cache, prompt, settings.output_len) if cache else (None, 0.0)
         run = greedy_run(backend, prompt, settings.output_len, past_key_values=found.cache if found else None)
         if cache:
             cache.keep(prompt + run.output_ids, found.cache)

@@ -10,12 +10,13 @@ used entries move to the host tier (when there is one, also least recently used 
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
 from transformers import DynamicCache
 
-from inference_study.backends.hf import HfEager
+from inference_study.backends.hf import HfEager, synchronize
 
 Key = tuple[int, ...]
 
@@ -111,3 +112,13 @@ class TieredPrefixCache:
         if length < cache.get_seq_length():
             cache.crop(length - cache.get_seq_length())  # negative: drops the tokens after the kept blocks
         self.tiers["gpu"][key] = cache
+
+
+def timed_lookup(cache: TieredPrefixCache, prompt: list[int], output_len: int) -> tuple[Lookup, float]:
+    """`cache.lookup` and its seconds, device work included: a host-to-device copy belongs to the request's TTFT."""
+    device = cache.backend.device
+    synchronize(device)
+    start = time.perf_counter()
+    found = cache.lookup(prompt, output_len)
+    synchronize(device)
+    return found, time.perf_counter() - start

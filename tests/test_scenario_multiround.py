@@ -119,7 +119,7 @@ def test_reuse_while_it_fits_prefills_only_the_new_tokens(backend, work) -> None
 
 
 def test_outputs_identical_across_arms_and_user_counts_with_exact_counts(measured) -> None:
-    rows, identical = measured
+    rows, identical, _ = measured
     assert identical
     assert [(r.users, r.arm) for r in rows] == [
         (u, arm) for u in (1, 3) for arm in ("no_reuse", "reuse_gpu_only", "reuse_host_offload")
@@ -135,7 +135,7 @@ def test_outputs_identical_across_arms_and_user_counts_with_exact_counts(measure
 
 
 def test_reuse_counters_move_the_expected_way(measured) -> None:
-    rows, _ = measured
+    rows, _, _ = measured
     rate = {(r.users, r.arm): r.hit_rate for r in rows}
     assert rate[(1, "no_reuse")] == rate[(3, "no_reuse")] == 0
     assert rate[(1, "reuse_gpu_only")] == rate[(1, "reuse_host_offload")] > 0
@@ -148,7 +148,7 @@ def test_reuse_counters_move_the_expected_way(measured) -> None:
 
 
 def test_expectation_is_met_and_stated(measured) -> None:
-    rows, identical = measured
+    rows, identical, _ = measured
     outcome = record(SETTINGS, rows, identical).expectation
     assert outcome.met
     assert "at U=1 (fits)" in outcome.observed and "at U=3 (exceeds the 176-token device budget)" in outcome.observed

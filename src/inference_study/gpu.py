@@ -108,9 +108,10 @@ class NvmlSampler:
         if self._energy_mj is not None and energy_mj is not None and elapsed > 0:
             self.energy_power_w = (energy_mj - self._energy_mj) / 1000.0 / elapsed
         after = self._violation_times()
-        self.violations = [name for policy, name in VIOLATION_POLICIES.items()
-                           if None not in (self._violation_ns[policy], after[policy])
-                           and after[policy] > self._violation_ns[policy]]
+        held = {name: (after[policy] - self._violation_ns[policy]) / 1e9 / elapsed
+                for policy, name in VIOLATION_POLICIES.items() if None not in (self._violation_ns[policy], after[policy])}
+        self.violations = [f"{name}: clocks held {100 * share:.2g}% of the timing"
+                           for name, share in held.items() if share > 0]
         self._event_reasons()
         if not self.utilization:  # a span shorter than the driver's sampling period: one reading now
             self.utilization.append(pynvml.nvmlDeviceGetUtilizationRates(self.handle).gpu)

@@ -14,6 +14,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from inference_study.backends.hf import HfEager, synchronize
 from inference_study.backends.hf_settings import HfEagerSettings
+from inference_study.scenarios.records import Divergence
 
 
 def load_eager(model_dir: Path, dtype: str, device: str) -> HfEager:
@@ -102,3 +103,23 @@ def repeated(run: Callable[[], Run], warmup: int, iterations: int) -> list[Run]:
     for _ in range(warmup):
         run()
     return [run() for _ in range(iterations)]
+
+
+ULPS_OF_NOISE = 10
+
+
+@torch.inference_mode()
+def divergence(
+    backend: HfEager, what: str, prompt: list[int], reference: list[int], candidate: list[int]
+) -> Divergence | None:
+    """None when `candidate` equals `reference`; else how far the reference model prefers its own token over
+    the candidate's at the first difference. A gap within a few units in the last place of the dtype is an
+    argmax flip between tied logits, which a lossless feature's different kernel shapes may cause."""
+    position = next((i for i, (a, b) in enumerate(zip(reference, candidate)) if a != b), None)
+    if position is None:
+        return None
+    ids = torch.tensor([prompt + reference[:position]], dtype=torch.long, device=backend.device)
+    logits = backend.model(input_ids=ids, logits_to_keep=1).logits[0, -1].float()
+    gap = float(logits[reference[position]] - logits[candidate[position]])
+    tolerance = ULPS_OF_NOISE * torch.finfo(backend.model.dtype).eps * float(logits.abs().max())
+    return Divergence(what=what, position=position, logit_gap=gap, tolerance=tolerance, within_noise=gap <= tolerance)

@@ -26,9 +26,9 @@ import torch
 from inference_study.backends.hf import HfEager
 from inference_study.backends.hf_paged import HfPaged
 from inference_study.backends.hf_settings import HfPagedSettings
-from inference_study.scenarios.common import Run, greedy_run, load_eager
+from inference_study.scenarios.common import Run, divergence, greedy_run, load_eager
 from inference_study.scenarios.prefix_cache import Lookup, TieredPrefixCache, timed_lookup
-from inference_study.scenarios.records import Expectation, KvOffloadRecord, KvOffloadRow
+from inference_study.scenarios.records import Divergence, Expectation, KvOffloadRecord, KvOffloadRow, agreement
 from inference_study.scenarios.settings import KvOffloadSettings
 from inference_study.workload import synthetic_input_ids
 
@@ -114,15 +114,16 @@ def _rows(
     return rows
 
 
-def expectation(rows: list[KvOffloadRow], identical: bool) -> Expectation:
+def expectation(rows: list[KvOffloadRow], identical: bool, divergences: list[Divergence]) -> Expectation:
+    agree, outputs = agreement(identical, divergences)
     returning = [r for r in rows if r.round == 2]
     without = sum(r.reused_blocks for r in returning if not r.host_cache)
     with_host = [r.reused_blocks for r in returning if r.host_cache]
     observed = (
         f"returning prompts reused {without} blocks without a host cache and {with_host} with it; outputs "
-        f"{'identical' if identical else 'DIFFERENT'} across rounds and arms"
+        f"{outputs} across rounds and arms"
     )
-    met = without == 0 and all(n > 0 for n in with_host) and identical
+    met = without == 0 and all(n > 0 for n in with_host) and agree
     return Expectation(expected=EXPECTED, met=met, observed=observed)
 
 
@@ -141,7 +142,13 @@ def measure(backend: HfEager, settings: KvOffloadSettings, vocab_size: int, seed
             serve_sequence(backend, settings, prompts, host_cache)
         timed = [serve_sequence(backend, settings, prompts, host_cache) for _ in range(settings.iterations)]
         rows += _rows(settings, host_cache, timed)
-    identical = all(r.output_ids == next(o for o in rows if o.prompt == r.prompt).output_ids for r in rows)
+    first = {r.prompt: r for r in reversed(rows)}  # round 1 without a host cache: a full prefill
+    identical = all(r.output_ids == first[r.prompt].output_ids for r in rows)
+    divergences = [
+        found for r in rows
+        if (found := divergence(backend, f"{r.prompt} round {r.round}, host cache {'on' if r.host_cache else 'off'}, "
+                                f"against its first request", prompts[r.prompt], first[r.prompt].output_ids, r.output_ids))
+    ]
     returning = {
         h: statistics.median(r.ttft_ms for r in rows if r.round == 2 and r.host_cache == h)
         for h in (False, True)
@@ -152,9 +159,10 @@ def measure(backend: HfEager, settings: KvOffloadSettings, vocab_size: int, seed
         host_cache_tokens=settings.host_cache_tokens,
         rows=rows,
         identical_outputs=identical,
+        divergences=divergences,
         returning_ttft_speedup=returning[False] / returning[True],
         equivalence=EQUIVALENCE,
-        expectation=expectation(rows, identical),
+        expectation=expectation(rows, identical, divergences),
     )
 
 

@@ -28,8 +28,8 @@ from transformers import DynamicCache
 
 from inference_study.backends.hf import HfEager
 from inference_study.models import PROVENANCE_FILE
-from inference_study.scenarios.common import Run, greedy_run, load_eager, repeated
-from inference_study.scenarios.records import Expectation, KvPersistRecord, KvPersistRow
+from inference_study.scenarios.common import Run, divergence, greedy_run, load_eager, repeated
+from inference_study.scenarios.records import Divergence, Expectation, KvPersistRecord, KvPersistRow, agreement
 from inference_study.scenarios.settings import KvPersistSettings
 from inference_study.tensor_files import CacheRefused, read_tensor_file, write_tensor_file
 from inference_study.workload import synthetic_input_ids
@@ -198,15 +198,32 @@ def spawn_instance(role: str, spec: InstanceSpec, work_dir: Path) -> list[Instan
     return [InstanceRow.model_validate(row) for row in json.loads(out_file.read_text())]
 
 
-def expectation(rows: list[KvPersistRow]) -> Expectation:
+def expectation(rows: list[KvPersistRow], divergences: list[Divergence]) -> Expectation:
     skipped = [r for r in rows if r.cache_used and r.prefilled_tokens_warm == r.prompt_len - r.prefix_len]
     identical = sum(r.identical_output for r in rows)
+    agree, outputs = agreement(identical == len(rows), divergences)
     faster = sum(r.ttft_speedup > 1 for r in rows)
     observed = (
         f"{len(skipped)} of {len(rows)} prefixes loaded with only the new tokens prefilled; output identical "
-        f"in {identical} of {len(rows)}; warm TTFT lower in {faster} of {len(rows)}"
+        f"in {identical} of {len(rows)} ({outputs}); warm TTFT lower in {faster} of {len(rows)}"
     )
-    return Expectation(expected=EXPECTED, met=len(skipped) == identical == len(rows), observed=observed)
+    return Expectation(expected=EXPECTED, met=len(skipped) == len(rows) and agree, observed=observed)
+
+
+def warm_divergences(
+    model_dir: Path, dtype: str, device: str, prompts: list[list[int]], cold: list[InstanceRow], warm: list[InstanceRow]
+) -> list[Divergence]:
+    """Where instance 2's output differs from instance 1's, the first divergence (the model is loaded here,
+    in the parent, only then)."""
+    differing = [(p, c, w) for p, c, w in zip(prompts, cold, warm) if c.output_ids != w.output_ids]
+    if not differing:
+        return []
+    backend = load_eager(model_dir, dtype, device)
+    try:
+        return [divergence(backend, f"instance 2 against instance 1, prompt of {len(p)} tokens", p,
+                           c.output_ids, w.output_ids) for p, c, w in differing]
+    finally:
+        backend.release()
 
 
 def run_kv_persist(
@@ -248,7 +265,10 @@ def run_kv_persist(
         )
         for n, prompt, c, w in zip(settings.prefix_lens, prompts, cold, warm)
     ]
-    return KvPersistRecord(cache_format=CACHE_FORMAT, rows=rows, expectation=expectation(rows))
+    divergences = warm_divergences(model_dir, dtype, device, prompts, cold, warm)
+    return KvPersistRecord(
+        cache_format=CACHE_FORMAT, rows=rows, divergences=divergences, expectation=expectation(rows, divergences)
+    )
 
 
 if __name__ == "__main__":

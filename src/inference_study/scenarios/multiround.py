@@ -35,9 +35,9 @@ import numpy as np
 import torch
 
 from inference_study.backends.hf import HfEager, synchronize
-from inference_study.scenarios.common import greedy_run
+from inference_study.scenarios.common import divergence, greedy_run
 from inference_study.scenarios.prefix_cache import TieredPrefixCache, timed_lookup
-from inference_study.scenarios.records import Expectation, MultiroundRecord, MultiroundRow
+from inference_study.scenarios.records import Divergence, Expectation, MultiroundRecord, MultiroundRow, agreement
 from inference_study.scenarios.settings import MULTIROUND_ARMS, MultiroundArm, MultiroundSettings
 from inference_study.workload import synthetic_input_ids
 
@@ -210,9 +210,15 @@ def row(
 ArmServer = Callable[[MultiroundArm, int], Served]
 
 
-def sweep(backend: str, serve_arm: ArmServer, settings: MultiroundSettings) -> tuple[list[MultiroundRow], bool]:
+Diverged = Callable[[str, int, int, list[int], list[int]], None]  # (what, user, round, reference, candidate)
+
+
+def sweep(
+    backend: str, serve_arm: ArmServer, settings: MultiroundSettings, diverged: Diverged | None = None
+) -> tuple[list[MultiroundRow], bool]:
     """Every user count, every arm on it in turn (`iterations` times each); and whether every request of a
-    user and round got the same tokens in every arm and at every user count."""
+    user and round got the same tokens in every arm and at every user count. `diverged` hears of each
+    user's first differing request per arm and user count (its prompt is still the reference's)."""
     rows, outputs, identical = [], {}, True
     for users in settings.users:
         reference = None
@@ -221,9 +227,17 @@ def sweep(backend: str, serve_arm: ArmServer, settings: MultiroundSettings) -> t
             if arm == "no_reuse":
                 reference = timed[-1].requests
             rows.append(row(backend, arm, users, settings, timed, reference))
+            first_differing: dict[int, Request] = {}
             for served in timed:
                 for r in served.requests:
-                    identical &= outputs.setdefault((r.user, r.round), r.output_ids) == r.output_ids
+                    expected = outputs.setdefault((r.user, r.round), r.output_ids)
+                    if expected != r.output_ids:
+                        identical = False
+                        first_differing.setdefault(r.user, r)
+            for r in first_differing.values():
+                if diverged:
+                    diverged(f"{arm}, U={users}, user {r.user} round {r.round} against its first request",
+                             r.user, r.round, outputs[(r.user, r.round)], r.output_ids)
     return rows, identical
 
 
@@ -240,7 +254,9 @@ def _ttft_ratio(rows: list[MultiroundRow], slow: str, fast: str, users: int) -> 
     return f"{p50[slow] / p50[fast]:.2f}x"
 
 
-def expectation(settings: MultiroundSettings, rows: list[MultiroundRow], identical: bool) -> Expectation:
+def expectation(
+    settings: MultiroundSettings, rows: list[MultiroundRow], identical: bool, divergences: list[Divergence] = ()
+) -> Expectation:
     """Judged on the hf rows (the TensorRT-LLM rows, when measured, are reported beside them), or on the
     TensorRT-LLM rows when they are the only ones; a counter the backend does not report fails the check."""
     hf = [r for r in rows if r.backend == "hf"] or rows
@@ -250,7 +266,8 @@ def expectation(settings: MultiroundSettings, rows: list[MultiroundRow], identic
     reuse_while_fitting = all(
         r.hit_rate is not None and r.hit_rate > 0 for r in hf if r.arm != "no_reuse" and r.users in fitting
     )
-    parts = [f"outputs {'identical' if identical else 'DIFFERENT'} across arms and user counts"]
+    agree, outputs = agreement(identical, list(divergences))
+    parts = [f"outputs {outputs} across arms and user counts"]
     if fitting:
         u = max(fitting)
         parts.append(
@@ -270,21 +287,46 @@ def expectation(settings: MultiroundSettings, rows: list[MultiroundRow], identic
     else:
         parts.append("no user count exceeds the device budget, so the cliff is not shown")
         cliff = False
-    met = identical and no_reuse_zero and reuse_while_fitting and cliff
+    met = agree and no_reuse_zero and reuse_while_fitting and cliff
     return Expectation(expected=EXPECTED, met=met, observed="; ".join(parts))
 
 
+def reference_prompt(work: Workload, outputs: dict[tuple[int, int], list[int]], user: int, round_: int) -> list[int]:
+    """The prompt of `user` in `round_` when every earlier round produced the reference outputs."""
+    prompt = list(work.contexts[user])
+    for earlier in range(round_):
+        prompt += work.new_tokens[earlier][user] + outputs[(user, earlier)]
+    return prompt + work.new_tokens[round_][user]
+
+
 @torch.inference_mode()
-def measure_hf(backend: HfEager, settings: MultiroundSettings, work: Workload) -> tuple[list[MultiroundRow], bool]:
-    """The transformers arms on one loaded model, after `warmup_iterations` untimed requests."""
+def measure_hf(
+    backend: HfEager, settings: MultiroundSettings, work: Workload
+) -> tuple[list[MultiroundRow], bool, list[Divergence]]:
+    """The transformers arms on one loaded model, after `warmup_iterations` untimed requests; and the first
+    divergence of each request that differs from its reference."""
     first = work.contexts[0] + work.new_tokens[0][0]
     for _ in range(settings.warmup_iterations):
         greedy_run(backend, first, settings.output_len)
-    return sweep("hf", lambda arm, users: serve_hf(backend, settings, arm, users, work), settings)
+    references: dict[tuple[int, int], list[int]] = {}
+    pending: list[tuple[str, int, int, list[int], list[int]]] = []
+
+    def serve_arm(arm: MultiroundArm, users: int) -> Served:
+        served = serve_hf(backend, settings, arm, users, work)
+        for r in served.requests:
+            references.setdefault((r.user, r.round), r.output_ids)
+        return served
+
+    rows, identical = sweep("hf", serve_arm, settings, lambda *found: pending.append(found))
+    divergences = [
+        found for what, user, round_, reference, candidate in pending
+        if (found := divergence(backend, what, reference_prompt(work, references, user, round_), reference, candidate))
+    ]
+    return rows, identical, divergences
 
 
 def record(
-    settings: MultiroundSettings, rows: list[MultiroundRow], identical: bool
+    settings: MultiroundSettings, rows: list[MultiroundRow], identical: bool, divergences: list[Divergence] = ()
 ) -> MultiroundRecord:
     return MultiroundRecord(
         context_len=settings.context_len,
@@ -296,8 +338,9 @@ def record(
         host_cache_tokens=settings.host_cache_tokens,
         rows=rows,
         identical_outputs=identical,
+        divergences=list(divergences),
         equivalence=EQUIVALENCE,
-        expectation=expectation(settings, rows, identical),
+        expectation=expectation(settings, rows, identical, divergences),
     )
 
 
@@ -309,14 +352,14 @@ def run_multiround(
     from inference_study.scenarios.common import load_eager
 
     work = workload(settings, vocab_size, seed)
-    rows, identical = [], True
+    rows, identical, divergences = [], True, []
     if "hf" in settings.backends:
         backend = load_eager(model_dir, dtype, device)
         try:
-            rows, identical = measure_hf(backend, settings, work)
+            rows, identical, divergences = measure_hf(backend, settings, work)
         finally:
             backend.release()
     if trtllm is not None:
         trt_rows, trt_identical = trtllm(work)
         rows, identical = rows + trt_rows, identical and trt_identical
-    return record(settings, rows, identical)
+    return record(settings, rows, identical, divergences)

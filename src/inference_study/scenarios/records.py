@@ -25,6 +25,34 @@ class Expectation(Record):
     observed: str
 
 
+class Divergence(Record):
+    """Where a lossless feature's greedy tokens first differ from the reference's, and whether that is an
+    argmax flip between nearly equal logits (numeric noise: another kernel shape, random weights' flat
+    logits) rather than a wrong cache or a wrong draft check."""
+
+    what: str = Field(description="the outputs compared: feature against reference")
+    position: int = Field(description="first output token that differs")
+    logit_gap: float = Field(
+        description="at that position, the reference model's logit of the reference token minus that of "
+        "the feature's token (a full prefill of prompt + agreed tokens, float32 logits)"
+    )
+    tolerance: float = Field(description="10 units in the last place of the model dtype at the largest logit")
+    within_noise: bool = Field(description="logit_gap <= tolerance")
+
+
+def agreement(identical: bool, divergences: list[Divergence]) -> tuple[bool, str]:
+    """Whether outputs agree up to numeric noise, and the words saying so for an expectation."""
+    if identical:
+        return True, "identical"
+    if divergences and all(d.within_noise for d in divergences):
+        worst = max(divergences, key=lambda d: d.logit_gap / d.tolerance)
+        return True, (f"different, every divergence a near-tie within numeric noise ({len(divergences)}; "
+                      f"largest logit gap {worst.logit_gap:.3g} against a tolerance of {worst.tolerance:.3g})")
+    flips = [d for d in divergences if not d.within_noise]
+    shown = "; ".join(f"{d.what} at token {d.position}, logit gap {d.logit_gap:.3g}" for d in flips[:3])
+    return False, f"DIFFERENT beyond numeric noise ({shown or 'not checked'})"
+
+
 class NgramWorkloadInfo(Record):
     """A workload of the n-gram scenario and how much its greedy output repeats earlier n-grams."""
 
@@ -63,6 +91,9 @@ class NgramRecord(Record):
     record_version: Literal[1] = 1
     workloads: list[NgramWorkloadInfo]
     rows: list[NgramRow]
+    divergences: list[Divergence] = Field(
+        default=[], description="first divergence of each output that differs from its reference"
+    )
     expectation: Expectation
 
 
@@ -89,6 +120,9 @@ class KvPersistRecord(Record):
     record_version: Literal[1] = 1
     cache_format: str
     rows: list[KvPersistRow]
+    divergences: list[Divergence] = Field(
+        default=[], description="first divergence of each output that differs from its reference"
+    )
     expectation: Expectation
 
 
@@ -119,6 +153,9 @@ class KvOffloadRecord(Record):
     identical_outputs: bool = Field(description="every request of a prompt, in both arms, same tokens")
     returning_ttft_speedup: float = Field(description="median TTFT of round 2 without / with host cache")
     equivalence: str
+    divergences: list[Divergence] = Field(
+        default=[], description="first divergence of each output that differs from its reference"
+    )
     expectation: Expectation
     paged_reused_tokens: list[int] | None = Field(
         default=None,
@@ -172,6 +209,9 @@ class MultiroundRecord(Record):
     rows: list[MultiroundRow]
     identical_outputs: bool = Field(description="every arm of a backend, every request, same tokens")
     equivalence: str
+    divergences: list[Divergence] = Field(
+        default=[], description="first divergence of each output that differs from its reference"
+    )
     expectation: Expectation
 
 

@@ -282,10 +282,11 @@ class StudyConfig(Strict):
 
 
     def scenario_config_hash(self, scenario: str, model: str) -> str:
-        """Hash of what defines one scenario's measurement on one model (its settings, model and bench)."""
+        """Hash of what defines one scenario's measurement on one model (its settings, model and bench); the
+        scenario's list of models is left out: running it on one more model changes nothing measured here."""
         payload = {
             "scenario": scenario,
-            "settings": getattr(self.scenarios, scenario).model_dump(),
+            "settings": getattr(self.scenarios, scenario).model_dump(exclude={"models"}),
             "model": self.models[model].model_dump(),
             "bench": self.bench.model_dump(),
         }

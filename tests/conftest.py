@@ -32,6 +32,16 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out_dir
 
 
+@pytest.fixture(scope="module")
+def backend(model_dir: Path):
+    """The tiny model loaded as the scenarios' eager baseline (fp32, CPU), once per test module."""
+    from inference_study.scenarios.common import load_eager
+
+    loaded = load_eager(model_dir, "float32", "cpu")
+    yield loaded
+    loaded.release()
+
+
 def tracked_files() -> list[str]:
     """Files git tracks, plus new ones not ignored: what a fresh clone of this working tree would hold."""
     listing = subprocess.run(

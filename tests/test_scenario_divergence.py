@@ -6,16 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inference_study.scenarios.common import divergence, greedy_run, load_eager
+from inference_study.scenarios.common import divergence, greedy_run
 from inference_study.scenarios.records import Divergence, agreement
 from inference_study.workload import synthetic_input_ids
 
-
-@pytest.fixture(scope="module")
-def backend(model_dir):
-    loaded = load_eager(model_dir, "float32", "cpu")
-    yield loaded
-    loaded.release()
 
 
 @pytest.fixture(scope="module")

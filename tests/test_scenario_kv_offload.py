@@ -13,7 +13,7 @@ from conftest import composed
 from inference_study.config import StudyConfig, validate_params
 from inference_study.environment import collect_environment
 from inference_study.results import ScenarioResult
-from inference_study.scenarios.common import greedy_run, load_eager
+from inference_study.scenarios.common import greedy_run
 from inference_study.scenarios.kv_offload import (
     SEQUENCE,
     measure,
@@ -46,12 +46,6 @@ SETTINGS = KvOffloadSettings(
 def study() -> StudyConfig:
     return validate_params(composed("study=scenarios_cpu"))
 
-
-@pytest.fixture(scope="module")
-def backend(model_dir: Path):
-    loaded = load_eager(model_dir, "float32", "cpu")
-    yield loaded
-    loaded.release()
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ from trtllm_stand_in import install_stand_in
 from inference_study.config import ConfigError, StudyConfig, validate_params
 from inference_study.environment import collect_environment
 from inference_study.results import ScenarioResult
-from inference_study.scenarios.common import load_eager
 from inference_study.scenarios.multiround import (
     fits_on_device,
     measure_hf,
@@ -46,12 +45,6 @@ SETTINGS = MultiroundSettings(
     host_cache_tokens=1024,
 )
 
-
-@pytest.fixture(scope="module")
-def backend(model_dir: Path):
-    loaded = load_eager(model_dir, "float32", "cpu")
-    yield loaded
-    loaded.release()
 
 
 @pytest.fixture(scope="module")

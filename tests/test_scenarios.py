@@ -24,7 +24,7 @@ from inference_study.results import (
     scenario_result_path,
     write_scenario_result,
 )
-from inference_study.scenarios.common import greedy_run, load_eager
+from inference_study.scenarios.common import greedy_run
 from inference_study.scenarios.kv_persist import (
     CacheRefused,
     InstanceSpec,
@@ -55,12 +55,6 @@ PREFIX, SUFFIX, OUTPUT = 24, 4, 8
 def study() -> StudyConfig:
     return validate_params(composed("study=scenarios_cpu"))
 
-
-@pytest.fixture(scope="module")
-def backend(model_dir: Path):
-    loaded = load_eager(model_dir, "float32", "cpu")
-    yield loaded
-    loaded.release()
 
 
 # --- configuration -----------------------------------------------------------------------------------

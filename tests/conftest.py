@@ -42,6 +42,26 @@ def backend(model_dir: Path):
     loaded.release()
 
 
+def scenario_result(study, model_dir: Path, record):
+    """An `ok` ScenarioResult of `record` on the tiny model, measured here on the CPU (for report and schema tests)."""
+    from inference_study.environment import collect_environment
+    from inference_study.results import ScenarioResult
+    from inference_study.scenarios.run import model_info
+
+    environment = collect_environment()
+    return ScenarioResult(
+        scenario=record.scenario,
+        status="ok",
+        config_hash=study.scenario_config_hash(record.scenario, "tiny_llama"),
+        device="cpu",
+        model=model_info("tiny_llama", study, model_dir, True),
+        environment=environment,
+        environment_fingerprint=environment.fingerprint,
+        record=record,
+        null_reasons={},
+    )
+
+
 def tracked_files() -> list[str]:
     """Files git tracks, plus new ones not ignored: what a fresh clone of this working tree would hold."""
     listing = subprocess.run(

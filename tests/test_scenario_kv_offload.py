@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import composed
+from conftest import composed, scenario_result
 
 from inference_study.config import StudyConfig, validate_params
-from inference_study.environment import collect_environment
-from inference_study.results import ScenarioResult
 from inference_study.scenarios.common import greedy_run
 from inference_study.scenarios.kv_offload import (
     SEQUENCE,
@@ -23,7 +21,6 @@ from inference_study.scenarios.kv_offload import (
     serve_sequence,
 )
 from inference_study.scenarios.report import scenario_sections
-from inference_study.scenarios.run import model_info
 from inference_study.scenarios.settings import KvOffloadSettings
 from inference_study.workload import synthetic_input_ids
 
@@ -124,18 +121,7 @@ def test_transformers_paged_pool_of_one_request_reuses_nothing_and_of_two_reuses
 
 def test_report_section_states_expectation_outcome_and_equivalence(study, model_dir, backend) -> None:
     record = measure(backend, SETTINGS, backend.model.config.vocab_size, 0)
-    environment = collect_environment()
-    result = ScenarioResult(
-        scenario="kv_offload",
-        status="ok",
-        config_hash=study.scenario_config_hash("kv_offload", "tiny_llama"),
-        device="cpu",
-        model=model_info("tiny_llama", study, model_dir, True),
-        environment=environment,
-        environment_fingerprint=environment.fingerprint,
-        record=record,
-        null_reasons={},
-    )
+    result = scenario_result(study, model_dir, record)
     text = "\n".join(scenario_sections(study, [("kv_offload", "tiny_llama", result)]))
     assert "## Scenario: KV offload to a host cache" in text
     assert "Expected (seed): With a device pool that holds one request" in text

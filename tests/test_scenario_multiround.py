@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import composed
+from conftest import composed, scenario_result
 from trtllm_contract import callee_objects, unlisted
 from trtllm_stand_in import install_stand_in
 
@@ -151,18 +151,7 @@ def test_expectation_is_met_and_stated(measured) -> None:
 
 def test_report_section_states_expectation_outcome_and_equivalence(model_dir, measured) -> None:
     study: StudyConfig = validate_params(composed("study=scenarios_cpu"))
-    environment = collect_environment()
-    result = ScenarioResult(
-        scenario="multiround",
-        status="ok",
-        config_hash=study.scenario_config_hash("multiround", "tiny_llama"),
-        device="cpu",
-        model=model_info("tiny_llama", study, model_dir, True),
-        environment=environment,
-        environment_fingerprint=environment.fingerprint,
-        record=record(SETTINGS, *measured),
-        null_reasons={},
-    )
+    result = scenario_result(study, model_dir, record(SETTINGS, *measured))
     text = "\n".join(scenario_sections(study, [("multiround", "tiny_llama", result)]))
     assert "## Scenario: Multi-round chat" in text and "Expected (seed): With KV reuse" in text
     assert "`tiny_llama` on cpu: **met**" in text and "hit_rate" in text and "r3_p50_ms" in text

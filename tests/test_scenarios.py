@@ -13,13 +13,11 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from conftest import composed
+from conftest import composed, scenario_result
 
 from inference_study.config import ConfigError, StudyConfig, validate_params
-from inference_study.environment import collect_environment
 from inference_study.results import (
     ResultError,
-    ScenarioResult,
     read_scenario_result,
     scenario_result_path,
     write_scenario_result,
@@ -38,7 +36,7 @@ from inference_study.scenarios.kv_persist import (
 )
 from inference_study.scenarios.ngram import ngram_overlap, run_ngram
 from inference_study.scenarios.report import TABLES, TITLES, scenario_sections
-from inference_study.scenarios.run import RUNNERS, model_info
+from inference_study.scenarios.run import RUNNERS
 from inference_study.scenarios.settings import (
     KvPersistSettings,
     NgramSettings,
@@ -286,26 +284,11 @@ def test_instances_run_as_separate_processes(model_dir: Path) -> None:
 # --- results and report ------------------------------------------------------------------------------
 
 
-def _result(study: StudyConfig, model_dir: Path, record) -> ScenarioResult:
-    environment = collect_environment()
-    return ScenarioResult(
-        scenario=record.scenario,
-        status="ok",
-        config_hash=study.scenario_config_hash(record.scenario, "tiny_llama"),
-        device="cpu",
-        model=model_info("tiny_llama", study, model_dir, True),
-        environment=environment,
-        environment_fingerprint=environment.fingerprint,
-        record=record,
-        null_reasons={},
-    )
-
-
 def test_scenario_results_round_trip_and_bad_files_are_refused(
     study, model_dir, ngram_record, tmp_path
 ) -> None:
     path = scenario_result_path(tmp_path, "ngram", "tiny_llama")
-    result = _result(study, model_dir, ngram_record)
+    result = scenario_result(study, model_dir, ngram_record)
     write_scenario_result(path, result)
     assert read_scenario_result(path) == result
     raw = json.loads(path.read_text())
@@ -324,7 +307,7 @@ def test_report_section_states_the_expectation_and_the_overlap_beside_acceptance
     study, model_dir, ngram_record
 ) -> None:
     loaded = [
-        ("ngram", "tiny_llama", _result(study, model_dir, ngram_record)),
+        ("ngram", "tiny_llama", scenario_result(study, model_dir, ngram_record)),
         ("kv_persist", "tiny_llama", None),
     ]
     text = "\n".join(scenario_sections(study, loaded))

@@ -74,3 +74,19 @@ def test_readme_target_outcomes_match_the_report() -> None:
         assert wording in (met if outcome == "met" else not_met), (wording, outcome)
         if outcome == "not met":
             assert f"{wording} ({float(measured):.0f}%" in not_met, (wording, measured)
+
+
+def test_readme_paged_ratios_match_the_h100_results() -> None:
+    """Each `hf_paged` ÷ rung ratio the README quotes is the ratio of the two committed cells' tok/s."""
+    readme = (ROOT / "README.md").read_text()
+    table = pd.read_csv(ROOT / "reports" / "h100" / "results.csv").set_index(
+        ["model", "backend", "batch_size", "input_len"])["output_tokens_per_s"]
+    header = re.search(r"^\| model, `hf_paged` ÷ \| (.+) \|$", readme, re.MULTILINE).group(1)
+    batches = [int(label.removeprefix("batch ")) for label in header.split(" | ")]
+    rows = re.findall(r"^\| (.+?), ÷ `(\w+)` \| (.+) \|$", readme, re.MULTILINE)
+    assert {(label, rung) for label, rung, _ in rows} == {
+        (label, rung) for label in MODELS for rung in ("hf_static_compiled", "hf_eager")}
+    for label, rung, cells in rows:
+        for batch, cell in zip(batches, cells.split(" | "), strict=True):
+            paged, contiguous = (table[(MODELS[label], backend, batch, 512)] for backend in ("hf_paged", rung))
+            assert _shown(paged / contiguous, cell.removesuffix("×")), (label, rung, batch, cell)

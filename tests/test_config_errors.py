@@ -200,8 +200,8 @@ CASES = [
                          "'llama_70b'", "tiny_llama"), "study.targets.0.cell", id="target-unknown-model"),
     pytest.param(_setter("study.targets", [TARGET | {"metric": "joules"}], "'joules'", "'mbu_pct'"),
                  "study.targets.0.metric", id="target-unknown-metric"),
-    pytest.param(_setter("scenarios.kv_offload.backends", ["trtllm_pytorch"], "'trtllm_pytorch'", "'hf'"),
-                 "scenarios.kv_offload.backends.0", id="kv-offload-has-no-trtllm-variant"),
+    pytest.param(_setter("scenarios.kv_offload.backends", ["vllm"], "'vllm'", "'hf'", "'trtllm_pytorch'"),
+                 "scenarios.kv_offload.backends.0", id="kv-offload-unknown-backend"),
     pytest.param(_setter("study.setup_share_at_most_pct", 150, "got 150", "less than or equal to 100"),
                  "study.setup_share_at_most_pct", id="setup-share-over-100"),
 ]

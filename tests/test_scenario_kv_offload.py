@@ -9,7 +9,11 @@ from pathlib import Path
 import pytest
 
 from conftest import composed, scenario_result
+from trtllm_contract import callee_objects, unlisted
+from trtllm_stand_in import install_stand_in
 
+from inference_study.backends.base import Generation
+from inference_study.backends.trtllm import NO_KV_CACHE_STATS, KvCacheCounters, kv_cache_totals
 from inference_study.config import StudyConfig, validate_params
 from inference_study.scenarios.common import greedy_run
 from inference_study.scenarios.kv_offload import (
@@ -17,11 +21,17 @@ from inference_study.scenarios.kv_offload import (
     measure,
     paged_reference,
     pool,
+    record,
     run_kv_offload,
     serve_sequence,
 )
+from inference_study.scenarios.kv_offload_trtllm import serve_sequence as serve_trtllm_sequence
+from inference_study.scenarios.kv_offload_trtllm import trtllm_arms as kv_offload_trtllm_arms
+from inference_study.scenarios.records import KvOffloadRecord
 from inference_study.scenarios.report import scenario_sections
 from inference_study.scenarios.settings import KvOffloadSettings
+from inference_study.trtllm.settings import TrtllmPytorchSettings
+from inference_study.trtllm.version import TrtllmUnavailable, band_for, preflight
 from inference_study.workload import synthetic_input_ids
 
 REPO = Path(__file__).parents[1]
@@ -94,24 +104,29 @@ def test_eviction_to_host_is_least_recently_used_and_host_capacity_bounds_it(bac
 
 
 def test_outputs_identical_with_and_without_host_cache_and_expectation_met(backend) -> None:
-    record = measure(backend, SETTINGS, backend.model.config.vocab_size, 0)
-    assert [(r.host_cache, r.prompt, r.round) for r in record.rows] == [
+    result = record(SETTINGS, *measure(backend, SETTINGS, backend.model.config.vocab_size, 0))
+    assert [(r.host_cache, r.prompt, r.round) for r in result.rows] == [
         (h, name, round_) for h in (False, True) for name, round_ in SEQUENCE
     ]
-    assert record.identical_outputs and record.expectation.met
-    for row in record.rows:
-        same_prompt = [r.output_ids for r in record.rows if r.prompt == row.prompt]
+    assert result.identical_outputs and result.expectation.met
+    for row in result.rows:
+        same_prompt = [r.output_ids for r in result.rows if r.prompt == row.prompt]
         assert all(ids == row.output_ids for ids in same_prompt)
-    assert [r.hit_rate for r in record.rows if r.round == 2] == [0.0, 0.0, 1.0, 1.0]
+    assert [r.hit_rate for r in result.rows if r.round == 2] == [0.0, 0.0, 1.0, 1.0]
+    assert set(result.returning_ttft_speedup) == {"hf"} and {r.backend for r in result.rows} == {"hf"}
+
+
+@pytest.fixture(scope="module")
+def offloaded(model_dir, backend) -> KvOffloadRecord:
+    """The whole hf scenario as the stage runs it: both arms, then transformers' paged reference."""
+    return run_kv_offload(SETTINGS, model_dir, "float32", "cpu", backend.model.config.vocab_size, 0)
 
 
 def test_transformers_paged_pool_of_one_request_reuses_nothing_and_of_two_reuses_the_returning(
-    model_dir, backend, prompts
+    model_dir, prompts, offloaded
 ) -> None:
-    vocab = backend.model.config.vocab_size
-    record = run_kv_offload(SETTINGS, model_dir, "float32", "cpu", vocab, 0)
-    assert record.paged_reused_tokens == [0, 0, 0, 0] and record.paged_identical_outputs
-    assert record.expectation.met
+    assert offloaded.paged_reused_tokens == [0, 0, 0, 0] and offloaded.paged_identical_outputs
+    assert offloaded.expectation.met
     roomy = SETTINGS.model_copy(update={"gpu_pool_tokens": 96})
     reused, outputs = paged_reference(roomy, model_dir, "float32", "cpu", prompts)
     assert reused[:2] == [0, 0] and all(n > 0 for n in reused[2:])
@@ -119,12 +134,88 @@ def test_transformers_paged_pool_of_one_request_reuses_nothing_and_of_two_reuses
     assert all(len(ids) == SETTINGS.output_len for ids in outputs)
 
 
-def test_report_section_states_expectation_outcome_and_equivalence(study, model_dir, backend) -> None:
-    record = measure(backend, SETTINGS, backend.model.config.vocab_size, 0)
-    result = scenario_result(study, model_dir, record)
+def test_report_section_states_expectation_outcome_and_equivalence(study, model_dir, offloaded) -> None:
+    result = scenario_result(study, model_dir, offloaded)
     text = "\n".join(scenario_sections(study, [("kv_offload", "tiny_llama", result)]))
     assert "## Scenario: KV offload to a host cache" in text
     assert "Expected (seed): With a device pool that holds one request" in text
     assert "`tiny_llama` on cpu: **met**" in text and "reused 0 blocks without a host cache" in text
     assert "Not equivalent:" in text and "reused_blocks" in text and "returning-prompt TTFT" in text
     assert "transformers continuous batching, same pool" in text
+    assert "TensorRT-LLM: not measured in this study (`scenarios.kv_offload.backends` lists only `hf`)" in text
+    assert "nan" not in text.split("| model ")[1]  # a tier that reused nothing is shown as missing, not nan
+
+
+# --- the TensorRT-LLM variant (stand-in: orchestration and names only, never a number) ---------------------
+
+
+def test_kv_totals_come_from_the_newest_iteration_that_reports_them() -> None:
+    stats = [{"iter": 1, "kvCacheStats": {"reusedBlocks": 3, "missedBlocks": 9}}, {"iter": 2},
+             {"iter": 3, "kvCacheStats": {"reusedBlocks": 34, "missedBlocks": 10}}, {"iter": 4}]
+    assert kv_cache_totals(stats, NO_KV_CACHE_STATS) == KvCacheCounters(34, 10, None)
+    seen = KvCacheCounters(34, 10, None)
+    assert kv_cache_totals([], seen) is seen  # no iteration since: the cumulative counters have not moved
+    assert kv_cache_totals([], NO_KV_CACHE_STATS).null_reason.startswith("get_stats() returned no iteration")
+
+
+class CountingBackend:
+    """A backend whose cumulative counters grow by what each request of A,B,A,B would reuse and miss; it
+    checks the variant's differencing, never TensorRT-LLM."""
+
+    def __init__(self, per_request: list[tuple[int, int]]):
+        self.per_request, self.totals, self.served = per_request, KvCacheCounters(100, 50, None), 0
+
+    def read_kv_totals(self) -> KvCacheCounters:
+        return self.totals
+
+    def generate(self, input_ids: list[list[int]], output_len: int) -> Generation:
+        reused, missed = self.per_request[self.served]
+        self.served += 1
+        self.totals = KvCacheCounters(self.totals.reused_blocks + reused, self.totals.missed_blocks + missed, None)
+        return Generation(output_ids=[list(range(output_len))], start=1.0, token_times=[[1.25] * output_len])
+
+
+def test_each_request_counts_the_difference_of_the_cumulative_counters_around_it(prompts) -> None:
+    served = serve_trtllm_sequence(CountingBackend([(0, 5), (0, 5), (4, 1), (5, 0)]), SETTINGS, prompts)
+    assert [(s.reused_blocks, s.prompt_blocks) for s in served] == [(0, 5), (0, 5), (4, 5), (5, 5)]
+    assert all(s.ttft_s == 0.25 and s.reused_from is None and s.prefilled_tokens is None for s in served)
+
+
+@pytest.mark.parametrize("version", ["1.2.1", "1.3.0rc4"])
+def test_trtllm_variant_passes_contract_names_and_reports_null_counters_with_a_reason(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch, version: str, study, backend
+) -> None:
+    log = install_stand_in(monkeypatch, version)
+    settings = SETTINGS.model_copy(update={"warmup_iterations": 1, "iterations": 2, "backends": ["trtllm_pytorch"]})
+    run = kv_offload_trtllm_arms(settings, TrtllmPytorchSettings(), model_dir, "float32", "cuda")
+    result = run_kv_offload(settings, model_dir, "float32", "cuda", backend.model.config.vocab_size, 0, run)
+    assert [(r.backend, r.host_cache, r.prompt, r.round) for r in result.rows] == [
+        ("trtllm_pytorch", h, name, round_) for h in (False, True) for name, round_ in SEQUENCE]
+    assert result.paged_reused_tokens is None and result.identical_outputs
+    for row in result.rows:
+        assert len(row.output_ids) == SETTINGS.output_len  # the stand-in streams exactly max_tokens ids
+        assert row.reused_blocks is None and row.hit_rate is None
+        assert "get_stats() returned no iteration with kvCacheStats" in row.null_reason
+    assert not result.expectation.met and "reuse counters null" in result.expectation.observed
+    configs = log.keywords("tensorrt_llm.llmapi.KvCacheConfig")
+    assert [(c["enable_block_reuse"], c["max_tokens"], c["host_cache_size"] > 0) for c in configs] == [
+        (True, 48, False), (True, 48, True)]
+    assert all(("iteration_stats_interval" in c) == version.startswith("1.3") for c in configs)
+    assert all(c["enable_iter_perf_stats"] is True for c in log.keywords("tensorrt_llm.LLM"))
+    sequences = settings.warmup_iterations + settings.iterations
+    assert log.keywords("tensorrt_llm.LLM.get_stats") == [{"timeout": 2}] * (2 * sequences * len(SEQUENCE) * 2)
+    prompts_sent = [c["inputs"] for c in log.keywords("tensorrt_llm.LLM.generate_async")]
+    assert len({tuple(p) for p in prompts_sent}) == 2 * sequences  # a fresh A,B pair per sequence, same in both arms
+    band = band_for(version, "pytorch")
+    for callee, objects_of in callee_objects("tensorrt_llm.LLM", "pytorch").items():
+        for kwargs in log.keywords(callee):
+            assert unlisted(kwargs, band, objects_of) == [], callee
+    with pytest.raises(ValueError, match="never from a stand-in"):  # a stand-in's rows can never enter a result
+        scenario_result(study, model_dir, result)
+
+
+def test_preflight_refuses_the_variant_without_tensorrt_llm() -> None:
+    study = validate_params(composed("study=scenarios_cpu", "scenarios.kv_offload.backends=[hf,trtllm_pytorch]"))
+    assert study.scenarios.trtllm_features() == ["kv_host_cache"]
+    with pytest.raises(TrtllmUnavailable, match=r"scenarios.kv_offload.backends.*not installed here"):
+        preflight([], None, "scenarios_cpu", study.scenarios.trtllm_features())

@@ -15,8 +15,8 @@ import pytest
 import yaml
 from trtllm_contract import (
     BUILD_CLI, CLASS_IDENTITY, COMPLETION_OUTPUT, CONNECTOR_DATA, CONNECTOR_SCHEDULER, CONNECTOR_WORKER,
-    CONVERT_CLI, GENERATE_ASYNC, KV_CONNECTOR, LLM_METHODS, NGRAM_DECODING, OBJECTS, PERF_METRICS, REQUEST_OUTPUT,
-    SPECULATIVE_UNION, entry, llm_keywords, objects, unlisted,
+    CONVERT_CLI, GENERATE_ASYNC, ITERATION_STATS, KV_CONNECTOR, LLM_METHODS, NGRAM_DECODING, OBJECTS, PERF_METRICS, REQUEST_OUTPUT,
+    NEWEST_FULL_RECORD, SPECULATIVE_UNION, entry, llm_keywords, objects, unlisted,
 )
 from trtllm_stand_in import import_connector
 
@@ -24,12 +24,13 @@ from inference_study.compose import compose_yaml
 from inference_study.config import Dtype
 from inference_study.trtllm.calls import (
     COMPLETION_OUTPUT_READS, CONVERT_ARCH_DIRS, CONVERT_SCRIPT, KV_CACHE_CONFIG, KV_CACHE_CONFIG_READS,
-    KV_CACHE_COUNTER_READS, KV_CACHE_METRICS_GROUP,
+    KV_CACHE_COUNTER_READS, KV_CACHE_METRICS_GROUP, KV_CACHE_STATS_KEY, KV_CACHE_STATS_READS,
     KV_CONNECTOR_BASE_MODULE, KV_CONNECTOR_LLM_ARGS_READS, KV_CONNECTOR_SCHEDULER_BASE, KV_CONNECTOR_WORKER_BASE,
     PERF_METRICS_READ, REQUEST_DATA_READS, REQUEST_OUTPUT_READS, SAMPLING_PARAMS, SCHEDULER_OUTPUT_READS,
-    SPECULATIVE_COUNTER_READS, SPECULATIVE_METRICS_GROUP, build_argv, convert_argv, engine_llm_kwargs,
-    generate_async_kwargs, kv_cache_kwargs, kv_connector_llm_extras, multiround_kv_cache_kwargs, ngram_llm_extras,
-    pytorch_llm_kwargs, sampling_kwargs,
+    SPECULATIVE_COUNTER_READS, SPECULATIVE_METRICS_GROUP, STATS_METHOD, block_reuse_kv_cache_kwargs, build_argv,
+    convert_argv, engine_llm_kwargs, generate_async_kwargs, get_stats_kwargs, iteration_stats_kv_cache_kwargs,
+    iteration_stats_llm_kwargs, kv_cache_kwargs, kv_connector_llm_extras, ngram_llm_extras, pytorch_llm_kwargs,
+    sampling_kwargs,
 )
 from inference_study.trtllm.settings import EngineProfile, KvCacheRuntime, TrtllmPytorchSettings
 from inference_study.trtllm.version import BANDS, FEATURES, Band, TrtllmUnavailable, require_feature
@@ -255,7 +256,7 @@ def test_a_misspelt_connector_read_is_caught() -> None:
 # The multiround variant (issue 5, seed 003): block reuse and a host cache per arm through KvCacheConfig.
 def test_multiround_variant_runs_on_every_pytorch_band_and_needs_1x_kv_cache_config() -> None:
     assert [band.name for band in feature_bands("kv_host_cache")] == [band.name for band in PYTORCH_BANDS]
-    kwargs = multiround_kv_cache_kwargs(True, 5120, 32, 1 << 30, 0.9)
+    kwargs = block_reuse_kv_cache_kwargs(True, 5120, 32, 1 << 30, 0.9)
     assert unlisted(kwargs, BANDS[0], objects(KV_CACHE_CONFIG)) == ["tokens_per_block"]  # 0.15: a build setting
     with pytest.raises(TrtllmUnavailable, match="outside what the API contract covers"):
         require_feature("0.15.0", "kv_host_cache")
@@ -265,7 +266,7 @@ def test_multiround_variant_runs_on_every_pytorch_band_and_needs_1x_kv_cache_con
 @pytest.mark.parametrize("block_reuse, host_bytes", [(False, 0), (True, 0), (True, 1 << 30)],
                          ids=["no_reuse", "reuse_gpu_only", "reuse_host_offload"])
 def test_multiround_variant_names_are_in_the_contract(band: Band, block_reuse: bool, host_bytes: int) -> None:
-    kwargs = multiround_kv_cache_kwargs(block_reuse, 5120, 32, host_bytes, 0.9)
+    kwargs = block_reuse_kv_cache_kwargs(block_reuse, 5120, 32, host_bytes, 0.9)
     problems = {
         "LLM keywords": unlisted(pytorch_llm_kwargs(Path("hf"), "float16", TrtllmPytorchSettings(), object()), band,
                                  llm_keywords("pytorch")),
@@ -275,3 +276,44 @@ def test_multiround_variant_names_are_in_the_contract(band: Band, block_reuse: b
         "kv cache counters": group_reads(PERF_METRICS, KV_CACHE_METRICS_GROUP, KV_CACHE_COUNTER_READS, band),
     }
     assert not any(problems.values()), problems
+
+
+def method_parameters(method: str, band: Band) -> set[str]:
+    """Parameter names of an `LLM` method recorded under every label of the band; a label that records the bare
+    name only (main-2026) is read at its newest record with a signature, as other objects are."""
+    found = []
+    for label in band.contract_labels:
+        signatures = [name for label_read in (label, NEWEST_FULL_RECORD.get(label)) if label_read
+                      for name in entry(LLM_METHODS, label_read)["names"] if name.startswith(f"{method}(")]
+        found.append({parameter.split("=")[0] for parameter in _parameters(signatures[0])} if signatures else set())
+    return set.intersection(*found)
+
+
+# The kv_offload variant (issue 5, seeds 004 and 001 §1): the multiround KvCacheConfig with block reuse on, and
+# reuse counted from the iteration stats (LLM.get_stats()), which the PyTorch backend fills only when asked.
+@pytest.mark.parametrize("band", feature_bands("kv_host_cache"), ids=lambda band: band.name)
+@pytest.mark.parametrize("host_bytes", [0, 1 << 30], ids=["no_host_cache", "host_cache"])
+def test_kv_offload_variant_names_are_in_the_contract(band: Band, host_bytes: int) -> None:
+    kv_kwargs = block_reuse_kv_cache_kwargs(True, 1088, 32, host_bytes, 0.9) | iteration_stats_kv_cache_kwargs(
+        band.low)
+    llm_kwargs = pytorch_llm_kwargs(Path("hf"), "float16", TrtllmPytorchSettings(), object()) | (
+        iteration_stats_llm_kwargs())
+    problems = {
+        "LLM keywords": unlisted(llm_kwargs, band, llm_keywords("pytorch")),
+        "KvCacheConfig": unlisted(kv_kwargs, band, objects(KV_CACHE_CONFIG)),
+        "LLM method": unlisted([STATS_METHOD], band, objects(LLM_METHODS)),
+        "get_stats keywords": sorted(set(get_stats_kwargs()) - method_parameters(STATS_METHOD, band)),
+        "iteration dict": unlisted([KV_CACHE_STATS_KEY], band, objects(ITERATION_STATS)),
+        "kvCacheStats reads": sorted({name for label in band.contract_labels for name in KV_CACHE_STATS_READS
+                                      if name not in entry(ITERATION_STATS, label)[KV_CACHE_STATS_KEY]}),
+    }
+    assert not any(problems.values()), problems
+
+
+def test_every_iteration_carries_kv_stats_where_main_samples_them() -> None:
+    """main-2026 samples the KV counters every 10 iterations by default; the variant asks for every one there,
+    and passes nothing on 1.x, where `iteration_stats_interval` is not a KvCacheConfig field."""
+    one_x, main = (next(band for band in PYTORCH_BANDS if band.name.startswith(prefix)) for prefix in ("1.0", "1.3"))
+    assert iteration_stats_kv_cache_kwargs(one_x.low) == {}
+    assert iteration_stats_kv_cache_kwargs(main.low) == {"iteration_stats_interval": 1}
+    assert unlisted(["iteration_stats_interval"], one_x, objects(KV_CACHE_CONFIG)) == ["iteration_stats_interval"]

@@ -69,6 +69,11 @@ def _llm_class(log: CallLog, callee: str) -> type:
             sampling = kwargs["sampling_params"].kwargs
             return _Stream(sampling["max_tokens"], sampling.get("return_perf_metrics", False))
 
+        def get_stats(self, **kwargs: object) -> list[dict]:
+            """No iteration ran, so there are no iteration stats: the drained queue is empty."""
+            log.calls.append((f"{callee}.get_stats", kwargs))
+            return []
+
         def shutdown(self) -> None:
             log.calls.append((f"{callee}.shutdown", {}))
 

@@ -24,6 +24,7 @@ from inference_study.equivalence import equivalence_table  # noqa: E402
 from inference_study.results import CellResult, ResultError, read_result, write_json_atomic, write_result  # noqa: E402
 from inference_study.roofline import ROOFLINE_NAME, Roofline, utilization  # noqa: E402
 from inference_study.scenarios.report import keep_scenario_inputs, load_scenarios, scenario_sections  # noqa: E402
+from inference_study.tables import markdown_table  # noqa: E402
 
 BASELINE = "hf_eager"
 INPUTS = "inputs"
@@ -481,7 +482,7 @@ def render_markdown(
         table = speedup[speedup["backend"] != BASELINE].pivot_table(
             index=["model", "batch_size", "input_len", "output_len"], columns="backend", values="speedup"
         ).reset_index()
-        lines += [table.to_markdown(index=False, floatfmt=".2f", missingval="—"), ""]
+        lines += [markdown_table(table, floatfmt=".2f"), ""]
     lines += trtllm_section(study, frame) + scenarios
     lines += _targets_section(study, frame)
     lines += paged_kv_section(study, frame)
@@ -602,7 +603,7 @@ def trtllm_section(study: StudyConfig, frame: pd.DataFrame) -> list[str]:
             table = _versus_pytorch(measured[measured["model"] == model], study.sweep.backends, backend, column,
                                     larger_is_better)
             lines += ["", f"### `{backend}` against the PyTorch rungs: {model}, {label}", "",
-                      table.to_markdown(index=False, floatfmt=".3g", missingval="—")]
+                      markdown_table(table, floatfmt=".3g")]
     return lines + ["", "— : that rung has no usable measurement at that shape (missing, out of memory, failed, "
                     "or a `fail` verdict; see Validity). Speedups divide measured values of the same shape only.", ""]
 

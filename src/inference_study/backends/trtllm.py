@@ -19,9 +19,11 @@ from typing import ClassVar
 from inference_study.backends.base import Backend, BackendSettings, Generation
 from inference_study.config import ConfigError
 from inference_study.trtllm.calls import (
-    COMPLETION_OUTPUT_READS, KV_CACHE_CONFIG, KV_CACHE_COUNTER_READS, KV_CACHE_METRICS_GROUP, PERF_METRICS_READ, REQUEST_OUTPUT_READS, SAMPLING_PARAMS,
-    SHUTDOWN_ARGS, SPECULATIVE_COUNTER_READS, SPECULATIVE_LLM_KEYWORD, SPECULATIVE_METRICS_GROUP, LlmExtras,
-    engine_llm_kwargs, generate_async_kwargs, kv_cache_kwargs, pytorch_llm_kwargs, sampling_kwargs,
+    COMPLETION_OUTPUT_READS, KV_CACHE_CONFIG, KV_CACHE_COUNTER_READS, KV_CACHE_METRICS_GROUP, KV_CACHE_STATS_KEY,
+    KV_CACHE_STATS_READS, PERF_METRICS_READ, REQUEST_OUTPUT_READS, SAMPLING_PARAMS, SHUTDOWN_ARGS,
+    SPECULATIVE_COUNTER_READS, SPECULATIVE_LLM_KEYWORD, SPECULATIVE_METRICS_GROUP, STATS_METHOD, LlmExtras,
+    engine_llm_kwargs, generate_async_kwargs, get_stats_kwargs, iteration_stats_kv_cache_kwargs,
+    iteration_stats_llm_kwargs, kv_cache_kwargs, pytorch_llm_kwargs, sampling_kwargs,
 )
 from inference_study.trtllm.settings import TrtllmEngineSettings, TrtllmPytorchSettings
 from inference_study.trtllm.version import Band, Flow, band_for, import_tensorrt_llm, resolve
@@ -83,6 +85,20 @@ def kv_cache_counters(request: object) -> KvCacheCounters:
     return KvCacheCounters(reused, missed, None)
 
 
+NO_KV_CACHE_STATS = KvCacheCounters(
+    None, None, f"{STATS_METHOD}() returned no iteration with {KV_CACHE_STATS_KEY} (iteration stats were on)")
+
+
+def kv_cache_totals(iterations: list[dict], last_seen: KvCacheCounters) -> KvCacheCounters:
+    """The KV cache manager's block counters, cumulative over the `LLM`'s life, from the newest of the
+    drained iteration stats that reports them; `last_seen` when none does (no iteration ran since)."""
+    for stats in reversed(iterations):
+        if KV_CACHE_STATS_KEY in stats:
+            reused, missed = (stats[KV_CACHE_STATS_KEY][name] for name in KV_CACHE_STATS_READS)
+            return KvCacheCounters(reused, missed, None)
+    return last_seen
+
+
 async def _stream(request: object) -> tuple[list[int], list[float]]:
     """One request's generated ids and, per token, when it reached the host (several in one update share it)."""
     times: list[float] = []
@@ -108,6 +124,8 @@ class TrtllmBackend(Backend):
         self.speculative: list[SpeculativeCounters] = []  # per request of the last `generate`
         self.kv_cache_override: dict[str, object] | None = None
         self.kv_cache: list[KvCacheCounters] = []  # per request of the last `generate`, with the override
+        self.iteration_stats = False
+        self.kv_totals = NO_KV_CACHE_STATS  # the newest cumulative counters read from the iteration stats
 
     def is_out_of_memory(self, error: Exception) -> bool:
         """TensorRT-LLM's C++ runtime reports CUDA and KV-cache allocation failures as a RuntimeError whose
@@ -122,11 +140,14 @@ class TrtllmBackend(Backend):
     def load(self) -> None:
         self.band = band_for(import_tensorrt_llm().__version__, self.flow)
         kv_kwargs = self.kv_cache_override or kv_cache_kwargs(self.settings.kv_cache)
-        kv_cache_config = resolve(KV_CACHE_CONFIG)(**kv_kwargs)
+        stats_kv, stats_llm = ((iteration_stats_kv_cache_kwargs(self.band.low), iteration_stats_llm_kwargs())
+                               if self.iteration_stats else ({}, {}))
+        kv_cache_config = resolve(KV_CACHE_CONFIG)(**kv_kwargs, **stats_kv)
         # One event loop for the backend's life: results created inside it deliver their updates to it.
         self.loop = asyncio.new_event_loop()
         extras = {keyword: resolve(path)(**kwargs) for keyword, (path, kwargs) in self.llm_extras.items()}
-        self.llm = resolve(self.band.llm_class_path(self.flow))(**self.llm_kwargs(kv_cache_config), **extras)
+        self.llm = resolve(self.band.llm_class_path(self.flow))(**self.llm_kwargs(kv_cache_config), **extras,
+                                                                 **stats_llm)
         self.end_id, self.pad_id = special_ids(self.model_dir)
 
     def generate(self, input_ids: list[list[int]], output_len: int) -> Generation:
@@ -186,6 +207,17 @@ class TrtllmPytorch(TrtllmBackend):
         """This backend with its own `KvCacheConfig` keywords (from `calls`), and per-request KV counters."""
         self.kv_cache_override = keywords
         return self
+
+    def with_iteration_stats(self) -> TrtllmPytorch:
+        """This backend with iteration stats on (`enable_iter_perf_stats`), so `read_kv_totals` works."""
+        self.iteration_stats = True
+        return self
+
+    def read_kv_totals(self) -> KvCacheCounters:
+        """Drain the iteration stats and return the KV cache manager's cumulative block counters: a phase's
+        reuse is the difference around it, so warmup and earlier phases never count."""
+        self.kv_totals = kv_cache_totals(getattr(self.llm, STATS_METHOD)(**get_stats_kwargs()), self.kv_totals)
+        return self.kv_totals
 
     def llm_kwargs(self, kv_cache_config: object) -> dict[str, object]:
         return pytorch_llm_kwargs(self.model_dir, self.dtype, self.settings, kv_cache_config)

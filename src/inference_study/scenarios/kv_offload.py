@@ -18,8 +18,10 @@ backend, `allow_block_sharing` on), whose prefix counter shows what transformers
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -29,7 +31,7 @@ from inference_study.backends.hf_settings import HfPagedSettings
 from inference_study.scenarios.common import Run, divergence, greedy_run, load_eager
 from inference_study.scenarios.prefix_cache import Lookup, TieredPrefixCache, timed_lookup
 from inference_study.scenarios.records import Divergence, Expectation, KvOffloadRecord, KvOffloadRow, agreement
-from inference_study.scenarios.settings import KvOffloadSettings
+from inference_study.scenarios.settings import KvOffloadSettings, ScenarioBackend
 from inference_study.workload import synthetic_input_ids
 
 EXPECTED = (
@@ -60,6 +62,18 @@ def pool(backend: HfEager, settings: KvOffloadSettings, host_cache: bool) -> Tie
 
 
 @dataclass(frozen=True)
+class Request:
+    """What a row needs from one served request of the sequence, whichever backend served it."""
+
+    ttft_s: float
+    prompt_blocks: int | None
+    reused_blocks: int | None
+    reused_from: Literal["gpu", "host"] | None
+    prefilled_tokens: int | None
+    output_ids: list[int]
+
+
+@dataclass(frozen=True)
 class Served:
     """One request of the sequence: the generate run and the cache's counters, differenced around it."""
 
@@ -71,6 +85,11 @@ class Served:
     @property
     def ttft_s(self) -> float:
         return self.lookup_s + self.run.ttft_s
+
+    def request(self) -> Request:
+        return Request(ttft_s=self.ttft_s, prompt_blocks=self.lookup.prompt_blocks, reused_blocks=self.reused_blocks,
+                       reused_from=self.lookup.reused_from, prefilled_tokens=self.run.forward_lengths[0],
+                       output_ids=self.run.output_ids)
 
 
 def serve_sequence(
@@ -88,81 +107,119 @@ def serve_sequence(
     return served
 
 
-def _rows(
-    settings: KvOffloadSettings, host_cache: bool, sequences: list[list[Served]]
+def rows(
+    settings: KvOffloadSettings, backend: ScenarioBackend, host_cache: bool, sequences: list[list[Request]],
+    null_reason: str | None = None,
 ) -> list[KvOffloadRow]:
     """One row per request of the sequence: median TTFT over the timed sequences, counters of the last."""
-    rows = []
+    table = []
     for index, (name, round_) in enumerate(SEQUENCE):
         last = sequences[-1][index]
-        rows.append(
+        table.append(
             KvOffloadRow(
+                backend=backend,
                 host_cache=host_cache,
                 round=round_,
                 prompt=name,
                 prompt_len=settings.prompt_len,
                 output_len=settings.output_len,
                 ttft_ms=statistics.median(s[index].ttft_s for s in sequences) * 1e3,
-                prompt_blocks=last.lookup.prompt_blocks,
+                prompt_blocks=last.prompt_blocks,
                 reused_blocks=last.reused_blocks,
-                hit_rate=last.reused_blocks / last.lookup.prompt_blocks,
-                reused_from=last.lookup.reused_from,
-                prefilled_tokens=last.run.forward_lengths[0],
-                output_ids=last.run.output_ids,
+                hit_rate=last.reused_blocks / last.prompt_blocks if last.prompt_blocks else None,
+                reused_from=last.reused_from,
+                prefilled_tokens=last.prefilled_tokens,
+                output_ids=last.output_ids,
+                null_reason=null_reason,
             )
         )
-    return rows
+    return table
+
+
+def _outcome(backend_rows: list[KvOffloadRow]) -> tuple[bool, str]:
+    """Whether one backend's returning prompts reused nothing without a host cache and something with it."""
+    returning = [r for r in backend_rows if r.round == 2]
+    if any(r.reused_blocks is None for r in returning):
+        return False, f"reuse counters null ({returning[0].null_reason})"
+    without = sum(r.reused_blocks for r in returning if not r.host_cache)
+    with_host = [r.reused_blocks for r in returning if r.host_cache]
+    words = f"returning prompts reused {without} blocks without a host cache and {with_host} with it"
+    return without == 0 and all(n > 0 for n in with_host), words
 
 
 def expectation(rows: list[KvOffloadRow], identical: bool, divergences: list[Divergence]) -> Expectation:
     agree, outputs = agreement(identical, divergences)
-    returning = [r for r in rows if r.round == 2]
-    without = sum(r.reused_blocks for r in returning if not r.host_cache)
-    with_host = [r.reused_blocks for r in returning if r.host_cache]
-    observed = (
-        f"returning prompts reused {without} blocks without a host cache and {with_host} with it; outputs "
-        f"{outputs} across rounds and arms"
-    )
-    met = without == 0 and all(n > 0 for n in with_host) and agree
-    return Expectation(expected=EXPECTED, met=met, observed=observed)
+    outcomes = {b: _outcome([r for r in rows if r.backend == b]) for b in dict.fromkeys(r.backend for r in rows)}
+    observed = "; ".join(f"{backend}: {words}" for backend, (_, words) in outcomes.items())
+    met = all(ok for ok, _ in outcomes.values()) and agree
+    return Expectation(expected=EXPECTED, met=met, observed=f"{observed}; outputs {outputs} across rounds and arms")
+
+
+def identical_outputs(rows: list[KvOffloadRow]) -> bool:
+    """Every request of a prompt got the same tokens on one backend, in both arms and both rounds."""
+    first = {}
+    for r in rows:
+        first.setdefault((r.backend, r.prompt), r.output_ids)
+    return all(r.output_ids == first[(r.backend, r.prompt)] for r in rows)
+
+
+def returning_ttft_speedups(rows: list[KvOffloadRow]) -> dict[str, float]:
+    """Per backend: median TTFT of the returning prompts without the host cache over with it."""
+    speedups = {}
+    for backend in dict.fromkeys(r.backend for r in rows):
+        returning = {h: statistics.median(r.ttft_ms for r in rows if r.backend == backend and r.round == 2
+                                          and r.host_cache == h) for h in (False, True)}
+        speedups[backend] = returning[False] / returning[True]
+    return speedups
+
+
+def prompt_pairs(settings: KvOffloadSettings, vocab_size: int, seed: int, count: int) -> list[dict[str, list[int]]]:
+    """`count` distinct (A, B) pairs: the hf arms repeat one on fresh pools; an `LLM` keeps its pool, so each
+    of its sequences needs prompts it has not seen."""
+    ids = synthetic_input_ids(2 * count, settings.prompt_len, vocab_size, seed)
+    return [{"A": a, "B": b} for a, b in zip(ids[::2], ids[1::2])]
 
 
 def prompts_ab(settings: KvOffloadSettings, vocab_size: int, seed: int) -> dict[str, list[int]]:
-    a, b = synthetic_input_ids(2, settings.prompt_len, vocab_size, seed)
-    return {"A": a, "B": b}
+    return prompt_pairs(settings, vocab_size, seed, 1)[0]
 
 
 @torch.inference_mode()
-def measure(backend: HfEager, settings: KvOffloadSettings, vocab_size: int, seed: int) -> KvOffloadRecord:
-    """Both arms on one loaded model: warmup sequences, then timed ones, each on a fresh pool."""
+def measure(
+    backend: HfEager, settings: KvOffloadSettings, vocab_size: int, seed: int
+) -> tuple[list[KvOffloadRow], list[Divergence]]:
+    """Both arms on one loaded model: warmup sequences, then timed ones, each on a fresh pool; and where
+    an output differs from its prompt's first, whether that is a near-tie."""
     prompts = prompts_ab(settings, vocab_size, seed)
-    rows = []
+    measured = []
     for host_cache in (False, True):
         for _ in range(settings.warmup_iterations):
             serve_sequence(backend, settings, prompts, host_cache)
         timed = [serve_sequence(backend, settings, prompts, host_cache) for _ in range(settings.iterations)]
-        rows += _rows(settings, host_cache, timed)
-    first = {r.prompt: r for r in reversed(rows)}  # round 1 without a host cache: a full prefill
-    identical = all(r.output_ids == first[r.prompt].output_ids for r in rows)
+        measured += rows(settings, "hf", host_cache, [[s.request() for s in sequence] for sequence in timed])
+    first = {r.prompt: r for r in reversed(measured)}  # round 1 without a host cache: a full prefill
     divergences = [
-        found for r in rows
+        found for r in measured
         if (found := divergence(backend, f"{r.prompt} round {r.round}, host cache {'on' if r.host_cache else 'off'}, "
                                 f"against its first request", prompts[r.prompt], first[r.prompt].output_ids, r.output_ids))
     ]
-    returning = {
-        h: statistics.median(r.ttft_ms for r in rows if r.round == 2 and r.host_cache == h)
-        for h in (False, True)
-    }
+    return measured, divergences
+
+
+def record(settings: KvOffloadSettings, measured: list[KvOffloadRow], divergences: list[Divergence],
+           **paged: object) -> KvOffloadRecord:
+    identical = identical_outputs(measured)
     return KvOffloadRecord(
         gpu_pool_tokens=settings.gpu_pool_tokens,
         tokens_per_block=settings.tokens_per_block,
         host_cache_tokens=settings.host_cache_tokens,
-        rows=rows,
+        rows=measured,
         identical_outputs=identical,
         divergences=divergences,
-        returning_ttft_speedup=returning[False] / returning[True],
+        returning_ttft_speedup=returning_ttft_speedups(measured),
         equivalence=EQUIVALENCE,
-        expectation=expectation(rows, identical, divergences),
+        expectation=expectation(measured, identical, divergences),
+        **paged,
     )
 
 
@@ -197,18 +254,22 @@ def paged_reference(
 
 
 def run_kv_offload(
-    settings: KvOffloadSettings, model_dir: Path, dtype: str, device: str, vocab_size: int, seed: int
+    settings: KvOffloadSettings, model_dir: Path, dtype: str, device: str, vocab_size: int, seed: int,
+    trtllm: Callable[[int, int], list[KvOffloadRow]] | None = None,
 ) -> KvOffloadRecord:
-    backend = load_eager(model_dir, dtype, device)
-    try:
-        record = measure(backend, settings, vocab_size, seed)
-    finally:
-        backend.release()
-    reused, outputs = paged_reference(settings, model_dir, dtype, device, prompts_ab(settings, vocab_size, seed))
-    eager = {r.prompt: r.output_ids for r in record.rows}
-    return record.model_copy(
-        update={
-            "paged_reused_tokens": reused,
-            "paged_identical_outputs": all(o == eager[n] for o, (n, _) in zip(outputs, SEQUENCE)),
-        }
-    )
+    """The hf arms and transformers' paged reference (when `hf` is among the backends), then the
+    TensorRT-LLM arms when `trtllm` is given."""
+    measured, divergences, paged = [], [], {}
+    if "hf" in settings.backends:
+        backend = load_eager(model_dir, dtype, device)
+        try:
+            measured, divergences = measure(backend, settings, vocab_size, seed)
+        finally:
+            backend.release()
+        reused, outputs = paged_reference(settings, model_dir, dtype, device, prompts_ab(settings, vocab_size, seed))
+        eager = {r.prompt: r.output_ids for r in measured}
+        paged = {"paged_reused_tokens": reused,
+                 "paged_identical_outputs": all(o == eager[n] for o, (n, _) in zip(outputs, SEQUENCE))}
+    if trtllm is not None:
+        measured += trtllm(vocab_size, seed)
+    return record(settings, measured, divergences, **paged)

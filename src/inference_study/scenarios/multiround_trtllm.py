@@ -5,7 +5,7 @@ API's PyTorch backend, one `LLM` per arm, each with its own `KvCacheConfig`:
 * `reuse_gpu_only`: `enable_block_reuse=True, host_cache_size=0`;
 * `reuse_host_offload`: `enable_block_reuse=True, host_cache_size=host_cache_tokens x KV bytes per token`;
 
-all with `max_tokens=gpu_kv_tokens` and `tokens_per_block`, built by `trtllm.calls.multiround_kv_cache_kwargs`
+all with `max_tokens=gpu_kv_tokens` and `tokens_per_block`, built by `trtllm.calls.block_reuse_kv_cache_kwargs`
 (whose names the contract test checks per version). Requests go one at a time, as the hf arms do. TTFT is the
 first streamed token's arrival; the reuse counters are each request's
 `request_perf_metrics.kv_cache_metrics` (reused blocks x tokens per block), null with the reason where the
@@ -28,7 +28,7 @@ from inference_study.results import ModelGeometry
 from inference_study.scenarios.multiround import Request, Served, Workload, serve_rounds, sweep
 from inference_study.scenarios.records import MultiroundRow
 from inference_study.scenarios.settings import MultiroundArm, MultiroundSettings
-from inference_study.trtllm.calls import multiround_kv_cache_kwargs
+from inference_study.trtllm.calls import block_reuse_kv_cache_kwargs
 from inference_study.trtllm.settings import TrtllmPytorchSettings
 
 
@@ -36,19 +36,9 @@ def arm_kv_cache_kwargs(
     settings: MultiroundSettings, arm: MultiroundArm, kv_bytes_per_token: int, free_gpu_memory_fraction: float
 ) -> dict[str, object]:
     host_bytes = settings.host_cache_tokens * kv_bytes_per_token if arm == "reuse_host_offload" else 0
-    return multiround_kv_cache_kwargs(
+    return block_reuse_kv_cache_kwargs(
         arm != "no_reuse", settings.gpu_kv_tokens, settings.tokens_per_block, host_bytes, free_gpu_memory_fraction
     )
-
-
-def llm_settings(settings: MultiroundSettings, pytorch: TrtllmPytorchSettings) -> TrtllmPytorchSettings:
-    """The study's PyTorch-backend limits, raised where the longest request needs more."""
-    prompt = settings.longest_sequence() - settings.output_len
-    return pytorch.model_copy(update={
-        "max_input_len": max(pytorch.max_input_len, prompt),
-        "max_seq_len": max(pytorch.max_seq_len, settings.longest_sequence()),
-        "max_num_tokens": max(pytorch.max_num_tokens, prompt),
-    })
 
 
 def serve_trtllm(backend: TrtllmPytorch, settings: MultiroundSettings, users: int, work: Workload) -> Served:
@@ -84,7 +74,8 @@ def trtllm_arms(
 ) -> Callable[[Workload], tuple[list[MultiroundRow], bool]]:
     """What `run_multiround` calls for the TensorRT-LLM rows: each arm loads its own `LLM` (a fresh pool)."""
     geometry = ModelGeometry(**model_geometry(model_dir, DTYPE_BYTES[dtype]))
-    limits = llm_settings(settings, pytorch)
+    longest = settings.longest_sequence()
+    limits = pytorch.fitting(longest - settings.output_len, longest)
 
     def serve_arm(work: Workload, arm: MultiroundArm, users: int) -> Served:
         keywords = arm_kv_cache_kwargs(settings, arm, geometry.kv_bytes_per_token,

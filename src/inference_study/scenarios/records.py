@@ -8,9 +8,9 @@ or the common schema.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Record(BaseModel):
@@ -127,31 +127,38 @@ class KvPersistRecord(Record):
 
 
 class KvOffloadRow(Record):
-    """One request of the A,B,A,B sequence in one arm (host cache off or on); times are medians."""
+    """One request of the A,B,A,B sequence on one backend and arm (host cache off or on); times are medians."""
 
+    backend: Literal["hf", "trtllm_pytorch"] = "hf"
     host_cache: bool
     round: Literal[1, 2]
     prompt: Literal["A", "B"]
     prompt_len: int
     output_len: int
     ttft_ms: float
-    prompt_blocks: int = Field(description="full blocks of the prompt that block reuse could serve")
-    reused_blocks: int
-    hit_rate: float
-    reused_from: Literal["gpu", "host"] | None
-    prefilled_tokens: int
+    prompt_blocks: int | None = Field(
+        description="blocks block reuse looked up for the prompt: hf, its full blocks before the last token; "
+        "TensorRT-LLM, reused + missed blocks from its iteration stats"
+    )
+    reused_blocks: int | None
+    hit_rate: float | None = Field(description="reused_blocks / prompt_blocks")
+    reused_from: Literal["gpu", "host"] | None = Field(description="the tier reused blocks came from (hf only)")
+    prefilled_tokens: int | None = Field(description="tokens the first forward pass fed (hf only)")
     output_ids: list[int]
+    null_reason: str | None = Field(default=None, description="why counters are null (TensorRT-LLM only)")
 
 
 class KvOffloadRecord(Record):
     scenario: Literal["kv_offload"] = "kv_offload"
-    record_version: Literal[1] = 1
+    record_version: Literal[2] = 2
     gpu_pool_tokens: int
     tokens_per_block: int
     host_cache_tokens: int
     rows: list[KvOffloadRow]
-    identical_outputs: bool = Field(description="every request of a prompt, in both arms, same tokens")
-    returning_ttft_speedup: float = Field(description="median TTFT of round 2 without / with host cache")
+    identical_outputs: bool = Field(description="every request of a prompt on a backend, in both arms, same tokens")
+    returning_ttft_speedup: dict[Literal["hf", "trtllm_pytorch"], float] = Field(
+        description="per backend: median TTFT of round 2 without / with host cache"
+    )
     equivalence: str
     divergences: list[Divergence] = Field(
         default=[], description="first divergence of each output that differs from its reference"
@@ -165,6 +172,15 @@ class KvOffloadRecord(Record):
     paged_identical_outputs: bool | None = Field(
         default=None, description="its outputs equal the eager arms' for the same prompt"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_version_1(cls, data: Any) -> Any:
+        """Read a version-1 record as version 2: version 1 measured hf only, so its one returning-TTFT
+        speedup is hf's (its rows take the defaults: backend hf, no null reason)."""
+        if isinstance(data, dict) and data.get("record_version") == 1:
+            return {**data, "record_version": 2, "returning_ttft_speedup": {"hf": data["returning_ttft_speedup"]}}
+        return data
 
 
 class MultiroundRow(Record):

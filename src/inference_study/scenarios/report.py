@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from inference_study.config import StudyConfig
+from inference_study.tables import markdown_table
 from inference_study.results import (
     ScenarioResult,
     read_scenario_result,
@@ -54,7 +55,7 @@ def keep_scenario_inputs(loaded: Loaded, inputs_dir: Path) -> None:
 
 
 def _table(frame: pd.DataFrame) -> str:
-    return frame.to_markdown(index=False, floatfmt=".3g", missingval="—")
+    return markdown_table(frame, floatfmt=".3g")
 
 
 def _ngram_tables(results: list[ScenarioResult]) -> list[str]:
@@ -99,22 +100,34 @@ def _kv_persist_tables(results: list[ScenarioResult]) -> list[str]:
     return [KV_NOTE, "", _table(rows), "", f"Cache format: `{results[0].record.cache_format}`.", ""]
 
 
+def _null_counters_and_trtllm(results: list[ScenarioResult], scenario: str) -> list[str]:
+    """Why any counters are null, and a line saying so when no TensorRT-LLM row was measured."""
+    reasons = sorted({row.null_reason for r in results for row in r.record.rows if row.null_reason})
+    lines = [f"- null counters: {reason}" for reason in reasons] + ([""] if reasons else [])
+    if not any(row.backend == "trtllm_pytorch" for r in results for row in r.record.rows):
+        lines += [f"TensorRT-LLM: not measured in this study (`scenarios.{scenario}.backends` lists only `hf`).", ""]
+    return lines
+
+
 def _kv_offload_tables(results: list[ScenarioResult]) -> list[str]:
-    """Per request of A,B,A,B and arm: TTFT and reuse counters; then what is equivalent to TensorRT-LLM."""
+    """Per request of A,B,A,B, backend and arm: TTFT and reuse counters; then what is equivalent to TensorRT-LLM."""
     rows = pd.DataFrame(
         [
-            {"model": r.model.name, **row.model_dump(exclude={"output_ids"})}
+            {"model": r.model.name, **row.model_dump(exclude={"output_ids", "null_reason"})}
             for r in results
             for row in r.record.rows
         ]
     )
-    speedups = [
-        f"- `{r.model.name}`: returning-prompt TTFT without / with host cache: "
-        f"{r.record.returning_ttft_speedup:.3g}x; outputs identical: {r.record.identical_outputs}; "
-        f"transformers continuous batching, same pool, block sharing, no host tier: reused prompt tokens "
-        f"per request {r.record.paged_reused_tokens}, outputs equal: {r.record.paged_identical_outputs}"
-        for r in results
-    ]
+    speedups = []
+    for r in results:
+        for backend, speedup in r.record.returning_ttft_speedup.items():
+            speedups.append(f"- `{r.model.name}`, {backend}: returning-prompt TTFT without / with host cache: "
+                            f"{speedup:.3g}x")
+        if r.record.paged_reused_tokens is not None:
+            speedups.append(
+                f"- `{r.model.name}`, transformers continuous batching, same pool, block sharing, no host tier: "
+                f"reused prompt tokens per request {r.record.paged_reused_tokens}, outputs equal to the hf arms': "
+                f"{r.record.paged_identical_outputs}")
     pools = {(r.record.gpu_pool_tokens, r.record.tokens_per_block, r.record.host_cache_tokens) for r in results}
     return [
         "Device pool, block and host cache (tokens): " + ", ".join(f"{g}, {b}, {h}" for g, b, h in sorted(pools)),
@@ -123,6 +136,7 @@ def _kv_offload_tables(results: list[ScenarioResult]) -> list[str]:
         "",
         *speedups,
         "",
+        *_null_counters_and_trtllm(results, "kv_offload"),
         results[0].record.equivalence,
         "",
     ]
@@ -159,7 +173,6 @@ def _multiround_tables(results: list[ScenarioResult]) -> list[str]:
          r.record.tokens_per_block, r.record.gpu_kv_tokens, r.record.host_cache_tokens)
         for r in results
     })
-    reasons = sorted({row.null_reason for r in results for row in r.record.rows if row.null_reason})
     lines = [
         "Context, rounds, new and output tokens per round, block, device budget and host tier (tokens): "
         + "; ".join(", ".join(map(str, shape)) for shape in shapes),
@@ -173,10 +186,7 @@ def _multiround_tables(results: list[ScenarioResult]) -> list[str]:
         _table(per_round),
         "",
     ]
-    lines += [f"- null counters: {reason}" for reason in reasons] + ([""] if reasons else [])
-    if not any(row.backend == "trtllm_pytorch" for r in results for row in r.record.rows):
-        lines += ["TensorRT-LLM: not measured in this study (`scenarios.multiround.backends` lists only `hf`).", ""]
-    return lines + [results[0].record.equivalence, ""]
+    return lines + _null_counters_and_trtllm(results, "multiround") + [results[0].record.equivalence, ""]
 
 
 TABLES = {

@@ -35,9 +35,15 @@ def _kv_persist(
 def _kv_offload(
     study: StudyConfig, model_dir: Path, dtype: str, device: str, vocab_size: int
 ) -> KvOffloadRecord:
+    """The hf arms, and the TensorRT-LLM arms when `trtllm_pytorch` is listed (as for multiround)."""
     from inference_study.scenarios.kv_offload import run_kv_offload
+    from inference_study.scenarios.kv_offload_trtllm import trtllm_arms
 
-    return run_kv_offload(study.scenarios.kv_offload, model_dir, dtype, device, vocab_size, study.bench.seed)
+    settings = study.scenarios.kv_offload
+    trtllm = None
+    if "trtllm_pytorch" in settings.backends:
+        trtllm = trtllm_arms(settings, study.trtllm.pytorch, model_dir, dtype, device)
+    return run_kv_offload(settings, model_dir, dtype, device, vocab_size, study.bench.seed, trtllm)
 
 
 def _multiround(

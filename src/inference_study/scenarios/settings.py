@@ -85,8 +85,11 @@ class KvOffloadSettings(ScenarioSettings):
     """A KV pool that holds about one request, block reuse on, prompts A,B,A,B, with and without a host
     cache (seeds 004 and 001 §1)."""
 
-    backends: Annotated[list[Literal["hf"]], Field(min_length=1)] = Field(
-        default=["hf"], exclude=True, description="hf only: the TensorRT-LLM variant is not built yet"
+    backends: Annotated[list[ScenarioBackend], Field(min_length=1), AfterValidator(_unique)] = Field(
+        default=["hf"],
+        exclude=True,
+        description="hf: transformers with a tiered prefix cache of this study's; trtllm_pytorch: TensorRT-LLM's "
+        "block reuse and host cache (KvCacheConfig), off by default",
     )
     prompt_len: int = Field(default=96, ge=2)
     output_len: int = Field(default=32, ge=1)
@@ -218,4 +221,5 @@ class ScenariosSection(BaseModel):
 
 
 ScenarioName = Literal["ngram", "kv_persist", "kv_offload", "multiround"]  # the fields of ScenariosSection
-TRTLLM_FEATURES = {"ngram": "ngram", "kv_persist": "kv_connector", "multiround": "kv_host_cache"}  # trtllm.version.FEATURES of each variant
+TRTLLM_FEATURES = {"ngram": "ngram", "kv_persist": "kv_connector", "kv_offload": "kv_host_cache",
+                   "multiround": "kv_host_cache"}  # trtllm.version.FEATURES of each variant

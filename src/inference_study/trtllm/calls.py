@@ -34,6 +34,12 @@ SPECULATIVE_COUNTER_READS = ("total_draft_tokens", "total_accepted_draft_tokens"
 # (filled when SamplingParams(return_perf_metrics=True)); recorded at 1.2.x, read at 1.2.x for main-2026.
 KV_CACHE_METRICS_GROUP = "kv_cache_metrics"
 KV_CACHE_COUNTER_READS = ("num_reused_blocks", "num_missed_blocks")
+# Iteration stats (kv_offload): LLM.get_stats() -> one dict per iteration; its kvCacheStats counters are
+# cumulative over the LLM's life (1.x; 0.15 has only the private _get_stats), so a phase's count is a difference.
+STATS_METHOD = "get_stats"
+KV_CACHE_STATS_KEY = "kvCacheStats"
+KV_CACHE_STATS_READS = ("reusedBlocks", "missedBlocks")
+KV_STATS_SAMPLED_FROM = (1, 3)
 # The connector's base classes where 1.2.x keeps them (main-2026 moved them to pyexecutor/connectors/ and
 # added abstract methods whose signatures the contract does not record, so the variant stops before 1.3).
 KV_CONNECTOR_BASE_MODULE = "tensorrt_llm._torch.pyexecutor.kv_cache_connector"
@@ -83,13 +89,30 @@ def kv_cache_kwargs(kv_cache: KvCacheRuntime) -> dict[str, Any]:
             "enable_block_reuse": kv_cache.enable_block_reuse}
 
 
-def multiround_kv_cache_kwargs(block_reuse: bool, max_tokens: int, tokens_per_block: int, host_cache_bytes: int,
-                               free_gpu_memory_fraction: float) -> dict[str, Any]:
-    """`KvCacheConfig` of one multiround arm: a device pool of `max_tokens` (running requests and reusable
-    blocks share it), blocks of `tokens_per_block`, reuse on or off, and a host tier of `host_cache_bytes`
-    (0: evicted blocks are dropped). Reuse and the fraction are pinned: their defaults differ across versions."""
+def block_reuse_kv_cache_kwargs(block_reuse: bool, max_tokens: int, tokens_per_block: int, host_cache_bytes: int,
+                                free_gpu_memory_fraction: float) -> dict[str, Any]:
+    """`KvCacheConfig` of one arm of the multiround and kv_offload scenarios: a device pool of `max_tokens`
+    (running requests and reusable blocks share it), blocks of `tokens_per_block`, reuse on or off, and a
+    host tier of `host_cache_bytes` (0: evicted blocks are dropped). Reuse and the fraction are pinned:
+    their defaults differ across versions."""
     return {"enable_block_reuse": block_reuse, "max_tokens": max_tokens, "tokens_per_block": tokens_per_block,
             "host_cache_size": host_cache_bytes, "free_gpu_memory_fraction": free_gpu_memory_fraction}
+
+
+def iteration_stats_llm_kwargs() -> dict[str, Any]:
+    """The `LLM` keyword without which the PyTorch backend's `get_stats()` returns nothing."""
+    return {"enable_iter_perf_stats": True}
+
+
+def iteration_stats_kv_cache_kwargs(release: tuple[int, int]) -> dict[str, Any]:
+    """`KvCacheConfig` keywords that make every iteration's stats carry the KV counters: from 1.3 (main-2026,
+    PR #18943) they are sampled every 10 iterations unless `iteration_stats_interval=1`; before, always."""
+    return {"iteration_stats_interval": 1} if release >= KV_STATS_SAMPLED_FROM else {}
+
+
+def get_stats_kwargs() -> dict[str, Any]:
+    """`LLM.get_stats`: drain the iteration stats queued so far, waiting at most 2 s for them."""
+    return {"timeout": 2}
 
 
 def engine_llm_kwargs(engine_dir: Path, kv_cache_config: object) -> dict[str, Any]:

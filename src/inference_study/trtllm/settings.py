@@ -100,6 +100,14 @@ class TrtllmPytorchSettings(BackendSettings):
     max_num_tokens: PositiveInt = 8192
     kv_cache: KvCacheRuntime = KvCacheRuntime()
 
+    def fitting(self, prompt_len: int, sequence_len: int) -> TrtllmPytorchSettings:
+        """These limits, raised where a scenario's longest prompt or sequence needs more."""
+        return self.model_copy(update={
+            "max_input_len": max(self.max_input_len, prompt_len),
+            "max_seq_len": max(self.max_seq_len, sequence_len),
+            "max_num_tokens": max(self.max_num_tokens, prompt_len),
+        })
+
 
 class TrtllmSection(Strict):
     """Which models run through TensorRT-LLM, with which engine profiles, and how."""

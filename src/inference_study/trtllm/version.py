@@ -43,11 +43,12 @@ FEATURES: dict[Feature, FeatureSupport] = {
     # abstract methods whose signatures the contract does not record, so our connector stops before 1.3.
     "kv_connector": FeatureSupport(
         (1, 1), "KvCacheConnectorConfig as kv_connector_config (scenarios.kv_persist.backends)", (1, 3)),
-    # KvCacheConfig's host_cache_size and max_tokens are recorded from 0.15.0 on, but the variant also passes
-    # tokens_per_block (a KvCacheConfig field from 1.x, recorded at 1.2.x and main-2026) and reads
-    # request_perf_metrics (1.x), and runs on the PyTorch flow, which starts at 1.0.
+    # KvCacheConfig's host_cache_size and max_tokens are recorded from 0.15.0 on, but the variants also pass
+    # tokens_per_block (a KvCacheConfig field from 1.x, recorded at 1.2.x and main-2026) and read
+    # request_perf_metrics or the public get_stats() (1.x), and run on the PyTorch flow, which starts at 1.0.
     "kv_host_cache": FeatureSupport(
-        (1, 0), "KvCacheConfig block reuse and host_cache_size per arm (scenarios.multiround.backends)"),
+        (1, 0), "KvCacheConfig block reuse and host_cache_size per arm "
+        "(scenarios.kv_offload.backends, scenarios.multiround.backends)"),
 }
 INSTALL_ROUTE = (
     "install TensorRT-LLM from NVIDIA: run the study inside NVIDIA's release container "

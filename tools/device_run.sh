@@ -7,6 +7,11 @@
 # 540 s, so a killed run still returns what it measured), and packs the results into $OUT/cells.tgz.
 # Results already measured stay: merge them into reports/<study>/inputs/cells/ and rebuild with
 # `inference-study report --inputs reports/<study>/inputs`.
+#
+# On a machine of several GPUs the bench cells (the targets, or every bench stage of the DAG) are dealt
+# round-robin to one copy of the repository per GPU, each pinned to its GPU with CUDA_VISIBLE_DEVICES and
+# running its own `dvc repro` (DVC runs one repro per repository at a time): one cell per GPU at once,
+# never two on one GPU. Their results are merged before packing; the report is left to the merge.
 set -uo pipefail
 source tools/device_env.sh || exit 1
 [ -d .git ] || { git init -q && git add -A && git -c user.name=device -c user.email=device@localhost commit -qm device; } >/dev/null
@@ -14,8 +19,28 @@ overrides=() targets=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do overrides+=("$1"); shift; done
 [ "${1:-}" = "--" ] && shift && targets=("$@")
 python -m inference_study.cli compose "${overrides[@]}" || exit 1
+limit=${DEVICE_RUN_LIMIT_S:-540}
+progress='^(Running stage|[a-z0-9_]+/[a-z_]+/b[0-9]+|ERROR|error)'
+gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 SECONDS=0
-timeout "${DEVICE_RUN_LIMIT_S:-540}" dvc repro "${targets[@]}" 2>&1 | grep -E "^(Running stage|[a-z0-9_]+/[a-z_]+/b[0-9]+|ERROR|error)"
-echo "dvc repro: ${SECONDS}s"
+if [ "${gpus:-0}" -le 1 ]; then
+  timeout "$limit" dvc repro "${targets[@]}" 2>&1 | grep -E "$progress"
+else
+  [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(dvc stage list --name-only | grep '^bench@')
+  for ((gpu = 0; gpu < gpus; gpu++)); do
+    share=()
+    for ((i = gpu; i < ${#targets[@]}; i += gpus)); do share+=("${targets[i]}"); done
+    [ ${#share[@]} -gt 0 ] || continue
+    copy=/tmp/study-gpu$gpu && rm -rf "$copy" && cp -a . "$copy"
+    (cd "$copy" && CUDA_VISIBLE_DEVICES=$gpu timeout "$limit" dvc repro "${share[@]}" 2>&1 \
+      | grep -E "$progress" | sed "s/^/[gpu $gpu] /") &
+  done
+  wait
+  for copy in /tmp/study-gpu*; do
+    mkdir -p results/cells && cp -rn "$copy"/results/cells/. results/cells/ 2>/dev/null
+    for file in roofline.json env.json; do [ -e "results/$file" ] || cp "$copy/results/$file" results/ 2>/dev/null; done
+  done
+fi
+echo "dvc repro: ${SECONDS}s on ${gpus:-0} GPU(s)"
 tar czf "${OUT:-.}/cells.tgz" results/cells results/roofline.json results/env.json
 python -m inference_study.cli cells | grep -v " missing  " || true  # missing cells: counted on the last line

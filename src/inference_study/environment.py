@@ -70,12 +70,13 @@ def _gpu_facts() -> tuple[str | None, int, str | None]:
         return None, 0, None
     import pynvml
 
+    import torch
+
     name = pynvml.nvmlDeviceGetName(handle)
-    return (
-        name.decode() if isinstance(name, bytes) else name,
-        pynvml.nvmlDeviceGetCount(),
-        pynvml.nvmlSystemGetDriverVersion(),
-    )
+    # GPUs this process may use: a cell pinned to one GPU of a larger machine (CUDA_VISIBLE_DEVICES) runs in
+    # the same environment as on a machine of one GPU of the kind.
+    count = torch.cuda.device_count() if torch.cuda.is_available() else pynvml.nvmlDeviceGetCount()
+    return name.decode() if isinstance(name, bytes) else name, count, pynvml.nvmlSystemGetDriverVersion()
 
 
 def collect_environment() -> Environment:

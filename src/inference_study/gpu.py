@@ -49,15 +49,33 @@ VIOLATION_POLICIES = {0: "power cap (violation counter)", 1: "thermal limit (vio
 SM_CLOCK_SAMPLES, UTILIZATION_SAMPLES, POWER_SAMPLES = 5, 1, 0
 
 
-def nvml_handle(device_index: int = 0):
-    """An NVML handle for the device, or None with pynvml's error text when NVML is unusable."""
+def nvml_handle():
+    """The NVML handle of the GPU this process computes on, or None with the reason.
+
+    NVML numbers every GPU of the machine while torch numbers only those in CUDA_VISIBLE_DEVICES (and, by
+    default, fastest first), so an index can name another GPU than the one timed: on a machine of two GPUs
+    running one cell per GPU, index 0 would read the neighbour's clocks and memory. The device's UUID is the
+    same in both. Without a CUDA device in torch there is nothing to match, and NVML's first GPU is used.
+    """
     try:
         import pynvml
 
         pynvml.nvmlInit()
-        return pynvml.nvmlDeviceGetHandleByIndex(device_index), None
+        uuid = _torch_device_uuid()
+        if uuid is None:
+            return pynvml.nvmlDeviceGetHandleByIndex(0), None
+        return pynvml.nvmlDeviceGetHandleByUUID(uuid), None
     except Exception as error:  # NVML raises library-specific errors on machines without a driver
         return None, f"NVML unavailable: {type(error).__name__}: {error}"
+
+
+def _torch_device_uuid() -> str | None:
+    """NVML's name (`GPU-<uuid>`) for torch's current CUDA device, or None when torch has no CUDA device."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return f"GPU-{torch.cuda.get_device_properties(torch.cuda.current_device()).uuid}"
 
 
 def _optional(read, *args):

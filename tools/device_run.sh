@@ -11,7 +11,8 @@
 # On a machine of several GPUs the bench cells (the targets, or every bench stage of the DAG) are dealt
 # round-robin to one copy of the repository per GPU, each pinned to its GPU with CUDA_VISIBLE_DEVICES and
 # running its own `dvc repro` (DVC runs one repro per repository at a time): one cell per GPU at once,
-# never two on one GPU. Their results are merged before packing; the report is left to the merge.
+# never two on one GPU; the first GPU also measures the roofline. Their results are merged before packing;
+# the report is left to the merge.
 set -uo pipefail
 source tools/device_env.sh || exit 1
 [ -d .git ] || { git init -q && git add -A && git -c user.name=device -c user.email=device@localhost commit -qm device; } >/dev/null
@@ -23,12 +24,14 @@ limit=${DEVICE_RUN_LIMIT_S:-540}
 progress='^(Running stage|[a-z0-9_]+/[a-z_]+/b[0-9]+|ERROR|error)'
 gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 SECONDS=0
+repos=(.)
 if [ "${gpus:-0}" -le 1 ]; then
   timeout "$limit" dvc repro "${targets[@]}" 2>&1 | grep -E "$progress"
 else
   [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(dvc stage list --name-only | grep '^bench@')
   for ((gpu = 0; gpu < gpus; gpu++)); do
     share=()
+    [ "$gpu" -eq 0 ] && share+=(roofline)
     for ((i = gpu; i < ${#targets[@]}; i += gpus)); do share+=("${targets[i]}"); done
     [ ${#share[@]} -gt 0 ] || continue
     copy=/tmp/study-gpu$gpu && rm -rf "$copy" && cp -a . "$copy"
@@ -36,11 +39,14 @@ else
       | grep -E "$progress" | sed "s/^/[gpu $gpu] /") &
   done
   wait
-  for copy in /tmp/study-gpu*; do
+  repos=(/tmp/study-gpu*)
+  for copy in "${repos[@]}"; do
     mkdir -p results/cells && cp -rn "$copy"/results/cells/. results/cells/ 2>/dev/null
     for file in roofline.json env.json; do [ -e "results/$file" ] || cp "$copy/results/$file" results/ 2>/dev/null; done
   done
 fi
 echo "dvc repro: ${SECONDS}s on ${gpus:-0} GPU(s)"
 tar czf "${OUT:-.}/cells.tgz" results/cells results/roofline.json results/env.json
-python -m inference_study.cli cells | grep -v " missing  " || true  # missing cells: counted on the last line
+for repo in "${repos[@]}"; do  # each repository's own dvc.lock says which of its cells are done
+  (cd "$repo" && python -m inference_study.cli cells | grep -v " missing  ")
+done  # missing cells: counted on each last line

@@ -150,17 +150,19 @@ def test_targets_are_judged_against_measured_cells(study: StudyConfig, results_d
     raw = study.model_dump() | {"study": {"name": "bars", "setup_share_at_most_pct": 99.9, "targets": [
         target("eager tok/s", "hf_eager", 1, 90), target("eager too fast", "hf_eager", 1, 1e6),
         target("eager scaling", "hf_eager", 4, 3.9, relative_to=1), target("static b4", "hf_static_compiled", 4, 1),
-        target("eager b8", "hf_eager", 8, 1)]}}
+        target("eager b8", "hf_eager", 8, 1), target("other model", "hf_eager", 1, 1) | {"cell": {
+            "model": "tinyllama_1b", "backend": "hf_eager", "batch_size": 1, "input_len": 32, "output_len": 16}}]}}
     out = tmp_path / "report"
     _build(validate_params(raw), results_dir, out)
     text = (out / "report.md").read_text()
-    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| eager") or
-            line.startswith("| static") or line.startswith("| setup")}
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines()
+            if line.startswith(("| eager", "| static", "| setup", "| other"))}
     assert rows["eager tok/s"].rstrip("| ").endswith("met") and "not met" not in rows["eager tok/s"]
     assert "not met" in rows["eager too fast"]
     assert "4×" in rows["eager scaling"] and "not met" not in rows["eager scaling"]  # 4 requests per step
     assert "not judged: batch 4: oom" in rows["static b4"]
-    assert "not judged: batch 8 is not in this sweep" in rows["eager b8"]
+    assert "not judged: tiny_llama hf_eager batch 8, 32/16 is not in this sweep" in rows["eager b8"]
+    assert "not judged: tinyllama_1b hf_eager batch 1, 32/16 is not in this sweep" in rows["other model"]
     assert "≤ 99.9%" in rows["setup share of cell wall time"]
 
 
@@ -174,3 +176,19 @@ def test_setup_share_is_summed_per_model_and_backend(study: StudyConfig, results
     assert totals.loc["hf_eager", "measure_s"] == pytest.approx(2 * 0.23)
     assert totals.loc["hf_static_compiled", "measure_s"] == pytest.approx(0.23), "the OOM cell measured nothing"
     assert totals["setup_share_pct"].tolist() == pytest.approx([100 * 0.21 / 0.44] * 2)
+
+
+def test_a_backend_keeps_its_colour_in_every_panel(monkeypatch, tmp_path: Path) -> None:
+    """The input-512 panel has a backend the others lack; the shared backends must not change colour."""
+    from inference_study import report
+
+    rows = [(backend, length, batch) for length in (128, 512) for batch in (1, 8)
+            for backend in (["hf_compiled_loop"] if length == 512 else []) + ["hf_eager", "hf_paged"]]
+    frame = pd.DataFrame(rows, columns=["backend", "input_len", "batch_size"]).assign(
+        model="m", output_tokens_per_s=1.0)
+    figures = []
+    monkeypatch.setattr(report, "_save", lambda fig, path: figures.append(fig))
+    assert report.plot_against_batch(frame, "m", "output_tokens_per_s", "tok/s", tmp_path / "plot.png")
+    panels = [{line.get_label(): line.get_color() for line in ax.get_lines()} for ax in figures[0].axes]
+    assert set(panels[1]) == {"hf_compiled_loop", "hf_eager", "hf_paged"}
+    assert {backend: panels[1][backend] for backend in panels[0]} == panels[0]

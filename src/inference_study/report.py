@@ -231,6 +231,11 @@ def _log2_axis(ax: plt.Axes, values: pd.Series) -> None:
     ax.minorticks_off()
 
 
+def _colours(values: pd.Series) -> dict:
+    """One colour per value for every panel of a figure: a panel missing a line must not shift the others'."""
+    return {value: f"C{index}" for index, value in enumerate(sorted(values.unique()))}
+
+
 def _panels(count: int, width: float = 4.2) -> tuple[plt.Figure, list[plt.Axes]]:
     fig, axes = plt.subplots(1, count, figsize=(width * count, 3.6), squeeze=False)
     return fig, list(axes[0])
@@ -240,11 +245,12 @@ def plot_latency_vs_input(ok: pd.DataFrame, model: str, path: Path) -> None:
     """E2E P50 latency against input length, one line per batch size, one panel per backend."""
     data = ok[ok["model"] == model]
     backends = sorted(data["backend"].unique())
+    colours = _colours(data["batch_size"])
     fig, axes = _panels(len(backends))
     for ax, backend in zip(axes, backends):
         for batch, group in data[data["backend"] == backend].groupby("batch_size"):
             group = group.sort_values("input_len")
-            ax.plot(group["input_len"], group["e2e_p50_ms"], marker="o", label=f"batch {batch}")
+            ax.plot(group["input_len"], group["e2e_p50_ms"], marker="o", label=f"batch {batch}", color=colours[batch])
         ax.set(title=f"{model} · {backend}", xlabel="input length (tokens)", ylabel="E2E latency P50 (ms)")
         _log2_axis(ax, data["input_len"])
         ax.legend(fontsize="small")
@@ -257,11 +263,12 @@ def plot_against_batch(ok: pd.DataFrame, model: str, column: str, ylabel: str, p
     if column not in data or data[column].isna().all():
         return False
     lengths = sorted(data["input_len"].unique())
+    colours = _colours(data["backend"])
     fig, axes = _panels(len(lengths))
     for ax, length in zip(axes, lengths):
         for backend, group in data[data["input_len"] == length].groupby("backend"):
             group = group.sort_values("batch_size")
-            ax.plot(group["batch_size"], group[column], marker="o", label=backend)
+            ax.plot(group["batch_size"], group[column], marker="o", label=backend, color=colours[backend])
         ax.set(title=f"{model} · input {length}", xlabel="batch size", ylabel=ylabel)
         _log2_axis(ax, data["batch_size"])
         ax.legend(fontsize="small")
@@ -499,7 +506,8 @@ def target_value(target: Target, frame: pd.DataFrame) -> tuple[float | None, str
         coords = target.cell.model_dump() | {"batch_size": batch_size}
         rows = frame[np.logical_and.reduce([frame[key] == value for key, value in coords.items()])]
         if rows.empty:
-            return None, f"batch {batch_size} is not in this sweep"
+            shape = f"{coords['model']} {coords['backend']} batch {batch_size}, {coords['input_len']}/{coords['output_len']}"
+            return None, f"{shape} is not in this sweep"
         row = rows.iloc[0]
         if row["status"] != "ok":
             return None, f"batch {batch_size}: {row['status']}"

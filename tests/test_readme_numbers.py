@@ -1,4 +1,4 @@
-"""The numbers the README quotes are the committed H100 report's, to the digits shown."""
+"""The numbers the README quotes are the committed H100 and H200 reports', to the digits shown."""
 
 from __future__ import annotations
 
@@ -76,17 +76,47 @@ def test_readme_target_outcomes_match_the_report() -> None:
             assert f"{wording} ({float(measured):.0f}%" in not_met, (wording, measured)
 
 
+def _table(readme: str, corner: str) -> tuple[list[int], list[list[str]]]:
+    """The batch sizes of the README table whose top-left cell is `corner`, and its rows' cells."""
+    lines = readme[readme.index(f"| {corner} |"):].splitlines()
+    table = [line for line in lines[: next(i for i, line in enumerate(lines) if not line.startswith("|"))]]
+    batches = [int(label.strip().removeprefix("batch ")) for label in table[0].strip("| ").split("|")[1:]]
+    return batches, [[cell.strip() for cell in line.strip("| ").split("|")] for line in table[2:]]
+
+
 def test_readme_paged_ratios_match_the_h100_results() -> None:
     """Each `hf_paged` ÷ rung ratio the README quotes is the ratio of the two committed cells' tok/s."""
-    readme = (ROOT / "README.md").read_text()
     table = pd.read_csv(ROOT / "reports" / "h100" / "results.csv").set_index(
         ["model", "backend", "batch_size", "input_len"])["output_tokens_per_s"]
-    header = re.search(r"^\| model, `hf_paged` ÷ \| (.+) \|$", readme, re.MULTILINE).group(1)
-    batches = [int(label.removeprefix("batch ")) for label in header.split(" | ")]
-    rows = re.findall(r"^\| (.+?), ÷ `(\w+)` \| (.+) \|$", readme, re.MULTILINE)
-    assert {(label, rung) for label, rung, _ in rows} == {
-        (label, rung) for label in MODELS for rung in ("hf_static_compiled", "hf_eager")}
-    for label, rung, cells in rows:
-        for batch, cell in zip(batches, cells.split(" | "), strict=True):
-            paged, contiguous = (table[(MODELS[label], backend, batch, 512)] for backend in ("hf_paged", rung))
+    batches, rows = _table((ROOT / "README.md").read_text(), "model, `hf_paged` ÷")
+    quoted = {tuple(row[0].split(", ÷ ")): row[1:] for row in rows}
+    assert set(quoted) == {(label, f"`{rung}`") for label in MODELS for rung in ("hf_static_compiled", "hf_eager")}
+    for (label, rung), cells in quoted.items():
+        for batch, cell in zip(batches, cells, strict=True):
+            paged, contiguous = (table[(MODELS[label], backend, batch, 512)] for backend in ("hf_paged", rung.strip("`")))
             assert _shown(paged / contiguous, cell.removesuffix("×")), (label, rung, batch, cell)
+
+
+def test_readme_paged_grid_matches_the_h200_results() -> None:
+    """The H200 paged table: every input length of the report, against both contiguous rungs."""
+    table = pd.read_csv(ROOT / "reports" / "h200" / "results.csv").set_index(
+        ["backend", "batch_size", "input_len"])["output_tokens_per_s"]
+    batches, rows = _table((ROOT / "README.md").read_text(), "input, `hf_paged` ÷")
+    quoted = {tuple(row[0].split(", ÷ ")): row[1:] for row in rows}
+    assert set(quoted) == {(f"input {length}", f"`{rung}`") for length in (128, 512, 2048)
+                           for rung in ("hf_static_compiled", "hf_eager")}
+    for (length, rung), cells in quoted.items():
+        for batch, cell in zip(batches, cells, strict=True):
+            key = (batch, int(length.removeprefix("input ")))
+            assert _shown(table[("hf_paged", *key)] / table[(rung.strip("`"), *key)], cell.removesuffix("×"))
+
+
+def test_readme_h200_best_rung_matches_the_h200_results() -> None:
+    table = pd.read_csv(ROOT / "reports" / "h200" / "results.csv")
+    batches, rows = _table((ROOT / "README.md").read_text(), "`hf_compiled_loop`, TinyLlama-1.1B shape")
+    assert [row[0] for row in rows] == ["H200"]
+    for batch, cell in zip(batches, rows[0][1:], strict=True):
+        rate, mbu = re.fullmatch(r"([\d,.]+) \((\d+)%\)", cell).groups()
+        measured = table[(table["backend"] == "hf_compiled_loop") & (table["batch_size"] == batch)
+                         & (table["input_len"] == 512)].iloc[0]
+        assert _shown(measured["output_tokens_per_s"], rate) and _shown(measured["mbu_pct"], mbu), (batch, cell)

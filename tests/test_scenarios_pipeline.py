@@ -74,3 +74,33 @@ def test_repro_runs_the_scenarios_into_results_and_report(repo_copy: Path) -> No
     assert "## Scenario: KV offload to a host cache" in report
     assert "## Scenario: Multi-round chat" in report
     assert report.count("Expected (seed):") == 4
+
+
+def test_scenario_stages_depend_on_every_setting_but_the_models_list() -> None:
+    """A setting missing from a stage's params would leave stale results looking fresh; `models` listed
+    there would re-run every model's stage when one is added."""
+    import yaml
+
+    from inference_study.scenarios.settings import ScenariosSection
+
+    stages = yaml.safe_load((Path(__file__).parents[1] / "dvc.yaml").read_text())["stages"]
+    for name, field in ScenariosSection.model_fields.items():
+        params = stages[f"scenario_{name}"]["params"]
+        listed = {param.removeprefix(f"scenarios.{name}.") for param in params if param.startswith(f"scenarios.{name}")}
+        assert listed == set(field.annotation.model_fields) - {"models"}, name
+
+
+@pytest.mark.slow
+def test_adding_a_model_leaves_the_other_models_scenario_results_fresh(repo_copy: Path) -> None:
+    scenario_stages(repo_copy, "study=scenarios_cpu", *SMALL)
+    done = run(repo_copy, sys.executable, "-m", "dvc", "repro", "scenario_kv_offload@tiny_llama")
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    def fresh(*overrides: str) -> bool:
+        scenario_stages(repo_copy, "study=scenarios_cpu", *SMALL, *overrides)
+        status = run(repo_copy, sys.executable, "-m", "dvc", "status", "scenario_kv_offload@tiny_llama")
+        assert status.returncode == 0, status.stderr
+        return "up to date" in status.stdout
+
+    assert fresh("scenarios.kv_offload.models=[tiny_llama,tinyllama_1b]")
+    assert not fresh("scenarios.kv_offload.output_len=24")

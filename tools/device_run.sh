@@ -34,16 +34,17 @@ else
     [ "$gpu" -eq 0 ] && share+=(roofline)
     for ((i = gpu; i < ${#targets[@]}; i += gpus)); do share+=("${targets[i]}"); done
     [ ${#share[@]} -gt 0 ] || continue
-    copy=/tmp/study-gpu$gpu && rm -rf "$copy" && cp -a . "$copy"
+    copy=/tmp/study-gpu$gpu && rm -rf "$copy" && cp -a . "$copy" && rm -rf "$copy/results/cells"
     (cd "$copy" && CUDA_VISIBLE_DEVICES=$gpu timeout "$limit" dvc repro "${share[@]}" 2>&1 \
       | grep -E "$progress" | sed "s/^/[gpu $gpu] /") &
   done
   wait
   repos=(/tmp/study-gpu*)
-  for copy in "${repos[@]}"; do
-    mkdir -p results/cells && cp -rn "$copy"/results/cells/. results/cells/ 2>/dev/null
-    for file in roofline.json env.json; do [ -e "results/$file" ] || cp "$copy/results/$file" results/ 2>/dev/null; done
+  mkdir -p results/cells
+  for copy in "${repos[@]}"; do  # cells are dealt disjointly, and a cell measured now replaces an older one
+    cp -r "$copy"/results/cells/. results/cells/ 2>/dev/null
   done
+  cp /tmp/study-gpu0/results/{roofline,env}.json results/
 fi
 echo "dvc repro: ${SECONDS}s on ${gpus:-0} GPU(s)"
 tar czf "${OUT:-.}/cells.tgz" results/cells results/roofline.json results/env.json

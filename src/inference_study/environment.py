@@ -21,7 +21,7 @@ STAND_IN_MARK = "stand-in (records calls, measures nothing)"
 class Environment(BaseModel):
     model_config = ConfigDict(extra="forbid")
     gpu_name: str | None
-    gpu_count: int
+    gpu_count: int  # GPUs this process may use: torch's count (CUDA_VISIBLE_DEVICES applied), else NVML's
     gpu_driver: str | None
     cuda: str | None
     torch: str

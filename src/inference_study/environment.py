@@ -69,7 +69,6 @@ def _gpu_facts() -> tuple[str | None, int, str | None]:
     if handle is None:
         return None, 0, None
     import pynvml
-
     import torch
 
     name = pynvml.nvmlDeviceGetName(handle)

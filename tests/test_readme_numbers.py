@@ -79,7 +79,7 @@ def test_readme_target_outcomes_match_the_report() -> None:
 def _table(readme: str, corner: str) -> tuple[list[int], list[list[str]]]:
     """The batch sizes of the README table whose top-left cell is `corner`, and its rows' cells."""
     lines = readme[readme.index(f"| {corner} |"):].splitlines()
-    table = [line for line in lines[: next(i for i, line in enumerate(lines) if not line.startswith("|"))]]
+    table = lines[: next(i for i, line in enumerate(lines) if not line.startswith("|"))]
     batches = [int(label.strip().removeprefix("batch ")) for label in table[0].strip("| ").split("|")[1:]]
     return batches, [[cell.strip() for cell in line.strip("| ").split("|")] for line in table[2:]]
 

@@ -29,22 +29,22 @@ if [ "${gpus:-0}" -le 1 ]; then
   timeout "$limit" dvc repro "${targets[@]}" 2>&1 | grep -E "$progress"
 else
   [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(dvc stage list --name-only | grep '^bench@')
+  repos=()
   for ((gpu = 0; gpu < gpus; gpu++)); do
     share=()
     [ "$gpu" -eq 0 ] && share+=(roofline)
     for ((i = gpu; i < ${#targets[@]}; i += gpus)); do share+=("${targets[i]}"); done
     [ ${#share[@]} -gt 0 ] || continue
-    copy=/tmp/study-gpu$gpu && rm -rf "$copy" && cp -a . "$copy" && rm -rf "$copy/results/cells"
+    copy=/tmp/study-gpu$gpu && rm -rf "$copy" && cp -a . "$copy" && rm -rf "$copy/results/cells" && repos+=("$copy")
     (cd "$copy" && CUDA_VISIBLE_DEVICES=$gpu timeout "$limit" dvc repro "${share[@]}" 2>&1 \
       | grep -E "$progress" | sed "s/^/[gpu $gpu] /") &
   done
   wait
-  repos=(/tmp/study-gpu*)
   mkdir -p results/cells
   for copy in "${repos[@]}"; do  # cells are dealt disjointly, and a cell measured now replaces an older one
     cp -r "$copy"/results/cells/. results/cells/ 2>/dev/null
   done
-  cp /tmp/study-gpu0/results/{roofline,env}.json results/
+  cp "${repos[0]}"/results/{roofline,env}.json results/  # the first GPU measured the roofline
 fi
 echo "dvc repro: ${SECONDS}s on ${gpus:-0} GPU(s)"
 tar czf "${OUT:-.}/cells.tgz" results/cells results/roofline.json results/env.json

@@ -506,8 +506,9 @@ def target_value(target: Target, frame: pd.DataFrame) -> tuple[float | None, str
         coords = target.cell.model_dump() | {"batch_size": batch_size}
         rows = frame[np.logical_and.reduce([frame[key] == value for key, value in coords.items()])]
         if rows.empty:
-            shape = f"{coords['model']} {coords['backend']} batch {batch_size}, {coords['input_len']}/{coords['output_len']}"
-            return None, f"{shape} is not in this sweep"
+            cell = target.cell
+            return None, (f"{cell.model} {cell.backend} batch {batch_size}, {cell.input_len}/{cell.output_len} "
+                          "is not in this sweep")
         row = rows.iloc[0]
         if row["status"] != "ok":
             return None, f"batch {batch_size}: {row['status']}"

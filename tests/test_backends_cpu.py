@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from helpers.repository import REPO_ROOT
 from inference_study import harness
 from inference_study.backends.base import Generation
 from inference_study.backends.registry import BACKEND_SETTINGS, backend_class
@@ -25,7 +26,7 @@ from inference_study.models import safetensors_size
 from inference_study.results import CellResult, read_result, write_result
 from inference_study.workload import synthetic_input_ids, token_hash
 
-REPO = Path(__file__).parents[1]
+REPO = REPO_ROOT
 BACKENDS = ["hf_eager", "hf_static_compiled", "hf_compiled_loop", "hf_paged"]
 COMPILED = ["hf_static_compiled", "hf_compiled_loop"]
 UNCOMPILED = ["hf_eager", "hf_paged"]

@@ -7,13 +7,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from factories import make_result
+from helpers.factories import make_result
+from helpers.repository import REPO_ROOT
 from inference_study.cell_status import cell_statuses
 from inference_study.compose import compose_yaml
 from inference_study.config import StudyConfig, validate_params
 from inference_study.results import write_result
 
-REPO = Path(__file__).parents[1]
+REPO = REPO_ROOT
 
 
 @pytest.fixture

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers.repository import REPO_ROOT
 from inference_study.backends.hf_loop import HfCompiledLoop
 from inference_study.cli import main
 from inference_study.doctor import STATES
 
-REPO = Path(__file__).parents[1]
+REPO = REPO_ROOT
 COMMANDS = ["compose", "cells", "report", "doctor"]
 
 

@@ -13,10 +13,11 @@ from typing import Any, Callable
 import pytest
 import yaml
 
+from helpers.repository import REPO_ROOT
 from inference_study.compose import compose_yaml, drift, write_params
 from inference_study.config import ConfigError, StudyConfig, validate_params
 
-REPO = Path(__file__).parents[1]
+REPO = REPO_ROOT
 
 
 @pytest.fixture(scope="module")

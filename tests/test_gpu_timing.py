@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from helpers.repository import REPO_ROOT
 from inference_study.backends import hf, hf_loop
 from inference_study.backends.registry import backend_class
 from inference_study.compose import compose_yaml
@@ -22,7 +23,7 @@ from inference_study.models import prepare_model
 from inference_study.workload import synthetic_input_ids
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
-REPO = Path(__file__).parents[1]
+REPO = REPO_ROOT
 MODEL = "tinyllama_1b"
 BATCH, INPUT_LEN, OUTPUT_LEN = 1, 512, 128
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import copy_repository, git_commit
+from helpers.repository import copy_repository, git_commit
 from test_pipeline import SMALL_SWEEP, compose, run
 
 pytestmark = pytest.mark.slow

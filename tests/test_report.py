@@ -8,14 +8,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from factories import make_result
+from helpers.factories import make_result
 
+from helpers.repository import REPO_ROOT
 from inference_study.compose import compose_yaml
 from inference_study.config import StudyConfig, validate_params
 from inference_study.report import build_report
 from inference_study.results import ResultError, write_result
 
-REPO = Path(__file__).parents[1]
+REPO = REPO_ROOT
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from factories import make_result
+from helpers.factories import make_result
 
+from helpers.repository import REPO_ROOT
 from inference_study.compose import compose_yaml
 from inference_study.config import StudyConfig, validate_params
 from inference_study.report import build_report
 from inference_study.results import write_result
 
-REPO = Path(__file__).parents[1]
+REPO = REPO_ROOT
 # Seed 000's shape (batch 8, 512/512) and one more batch; the pool holds 8 x 1024 tokens in 256 blocks.
 SWEEP = ["sweep.backends=[hf_eager,hf_static_compiled,hf_paged]", "sweep.batch_sizes=[1,8]",
          "sweep.input_lens=[512]", "sweep.output_lens=[512]", "backends.hf_paged.num_blocks=256"]

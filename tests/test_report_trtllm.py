@@ -11,15 +11,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from factories import make_result
+from helpers.factories import make_result
 
+from helpers.repository import REPO_ROOT
 from inference_study.compose import compose_yaml
 from inference_study.config import StudyConfig, validate_params
 from inference_study.environment import collect_environment
 from inference_study.report import build_report
 from inference_study.results import write_result
 
-REPO = Path(__file__).parents[1]
+REPO = REPO_ROOT
 SWEEP = ["sweep.backends=[hf_eager,hf_compiled_loop]", "sweep.batch_sizes=[1,4]", "sweep.input_lens=[32]"]
 STEP_S = {"hf_eager": 0.010, "hf_compiled_loop": 0.005, "trtllm_engine_latency": 0.004,
           "trtllm_engine_throughput": 0.002, "trtllm_pytorch": 0.0025}

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import pytest
 
-from factories import make_result
+from helpers.factories import make_result
 
 from inference_study import results
 from inference_study.config import Cell

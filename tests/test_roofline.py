@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from factories import make_result
+from helpers.factories import make_result
 
 from inference_study.config import Cell
 from inference_study.results import ModelGeometry

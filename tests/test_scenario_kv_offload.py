@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import composed, scenario_result
-from trtllm_contract import callee_objects, unlisted
-from trtllm_stand_in import install_stand_in
+from helpers.repository import REPO_ROOT, composed, scenario_result
+from helpers.trtllm_contract import callee_objects, unlisted
+from helpers.trtllm_stand_in import install_stand_in
 
 from inference_study.backends.base import Generation
 from inference_study.backends.trtllm import NO_KV_CACHE_STATS, KvCacheCounters, kv_cache_totals
@@ -34,7 +34,7 @@ from inference_study.trtllm.settings import TrtllmPytorchSettings
 from inference_study.trtllm.version import TrtllmUnavailable, band_for, preflight
 from inference_study.workload import synthetic_input_ids
 
-REPO = Path(__file__).parents[1]
+REPO = REPO_ROOT
 # 40-token prompts, 8 new tokens, blocks of 8: 4 full blocks reusable (the last prompt token is always
 # prefilled), and a 48-token device pool holds exactly one request.
 SETTINGS = KvOffloadSettings(

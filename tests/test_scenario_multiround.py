@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import composed, scenario_result
-from trtllm_contract import callee_objects, unlisted
-from trtllm_stand_in import install_stand_in
+from helpers.repository import composed, scenario_result
+from helpers.trtllm_contract import callee_objects, unlisted
+from helpers.trtllm_stand_in import install_stand_in
 
 from inference_study.config import ConfigError, StudyConfig, validate_params
 from inference_study.environment import collect_environment

@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from conftest import composed, scenario_result
+from helpers.repository import REPO_ROOT, composed, scenario_result
 
 from inference_study.config import ConfigError, StudyConfig, validate_params
 from inference_study.results import (
@@ -45,7 +45,7 @@ from inference_study.scenarios.settings import (
 )
 from inference_study.workload import synthetic_input_ids
 
-REPO = Path(__file__).parents[1]
+REPO = REPO_ROOT
 PREFIX, SUFFIX, OUTPUT = 24, 4, 8
 
 

@@ -13,13 +13,14 @@ from typing import get_args
 
 import pytest
 import yaml
-from trtllm_contract import (
+from helpers.trtllm_contract import (
     BUILD_CLI, CLASS_IDENTITY, COMPLETION_OUTPUT, CONNECTOR_DATA, CONNECTOR_SCHEDULER, CONNECTOR_WORKER,
     CONVERT_CLI, GENERATE_ASYNC, ITERATION_STATS, KV_CONNECTOR, LLM_METHODS, NGRAM_DECODING, OBJECTS, PERF_METRICS, REQUEST_OUTPUT,
     NEWEST_FULL_RECORD, SPECULATIVE_UNION, entry, llm_keywords, objects, unlisted,
 )
-from trtllm_stand_in import import_connector
+from helpers.trtllm_stand_in import import_connector
 
+from helpers.repository import REPO_ROOT
 from inference_study.compose import compose_yaml
 from inference_study.config import Dtype
 from inference_study.trtllm.calls import (
@@ -35,7 +36,7 @@ from inference_study.trtllm.calls import (
 from inference_study.trtllm.settings import EngineProfile, KvCacheRuntime, TrtllmPytorchSettings
 from inference_study.trtllm.version import BANDS, FEATURES, Band, TrtllmUnavailable, require_feature
 
-REPO = Path(__file__).parents[1]
+REPO = REPO_ROOT
 ENGINE_BANDS = [band for band in BANDS if band.engine_llm]
 PYTORCH_BANDS = [band for band in BANDS if band.pytorch_llm]
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from trtllm_contract import callee_objects, unlisted
-from trtllm_stand_in import FIRST_TOKEN, install_stand_in as install
+from helpers.trtllm_contract import callee_objects, unlisted
+from helpers.trtllm_stand_in import FIRST_TOKEN, install_stand_in as install
 
+from helpers.repository import REPO_ROOT
 from inference_study.backends.registry import backend_class
 from inference_study.compose import compose_yaml
 from inference_study.config import ConfigError, StudyConfig, validate_params
@@ -25,7 +26,7 @@ from inference_study.results import ResultError, read_result, write_result
 from inference_study.trtllm import stages
 from inference_study.trtllm.version import TrtllmUnavailable, band_for, preflight
 
-REPO = Path(__file__).parents[1]
+REPO = REPO_ROOT
 MODEL = "tiny_llama"
 SWEEP = ["sweep.backends=[hf_eager]", "sweep.batch_sizes=[1,2]", "sweep.input_lens=[8]", "sweep.output_lens=[3]",
          f"trtllm.models=[{MODEL}]", f"trtllm.pytorch_models=[{MODEL}]", "bench.iterations=2"]

@@ -14,9 +14,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
-from trtllm_contract import NGRAM_DECODING, callee_objects, unlisted
-from trtllm_stand_in import import_connector, install_stand_in
+from helpers.trtllm_contract import NGRAM_DECODING, callee_objects, unlisted
+from helpers.trtllm_stand_in import import_connector, install_stand_in
 
+from helpers.repository import REPO_ROOT
 from inference_study.backends.trtllm import TrtllmPytorch, speculative_counters
 from inference_study.compose import compose_yaml
 from inference_study.config import validate_params
@@ -26,7 +27,7 @@ from inference_study.trtllm.prefix_store import BLOCKS_DIR_ENV, FINGERPRINT_ENV,
 from inference_study.trtllm.settings import TrtllmPytorchSettings
 from inference_study.trtllm.version import TrtllmUnavailable, band_for, preflight
 
-REPO = Path(__file__).parents[1]
+REPO = REPO_ROOT
 BLOCK = 4  # tokens per block
 PROMPT = list(range(100, 114))  # 14 tokens: three full blocks and a partial one
 

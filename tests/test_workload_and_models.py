@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers.repository import REPO_ROOT
 from inference_study import models
 from inference_study.compose import compose_yaml
 from inference_study.config import ConfigError, ModelSpec
 from inference_study.workload import FIRST_ORDINARY_TOKEN, synthetic_input_ids, token_hash
 
-REPO = Path(__file__).parents[1]
+REPO = REPO_ROOT
 
 
 # ---------------------------------------------------------------- workload

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from inference_study.trtllm.version import Band, Flow
 
-CONTRACT_PATH = Path(__file__).parent / "data" / "trtllm-api-contract.json"
+CONTRACT_PATH = Path(__file__).parents[1] / "data" / "trtllm-api-contract.json"
 OBJECTS: dict[str, dict[str, dict]] = json.loads(CONTRACT_PATH.read_text())["objects"]
 NAME_KEYS = ("names", "names_expected", "names_verified_from_release_notes", "names_likely", "committed_kwargs",
              "kwargs_names")

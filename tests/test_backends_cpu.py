@@ -16,8 +16,9 @@ import yaml
 
 from helpers.repository import REPO_ROOT
 from inference_study import harness
-from inference_study.backends.base import Generation
-from inference_study.backends.registry import BACKEND_SETTINGS, backend_class
+from inference_study.backend import Generation
+from inference_study.plan import backend_settings, bench_unit
+from inference_study.registry import backend_class, sweepable_backends
 from inference_study.compose import compose_yaml
 from inference_study.config import ConfigError, StudyConfig, validate_params
 from inference_study.environment import collect_environment
@@ -70,7 +71,7 @@ def runs(study: StudyConfig, model_dir: Path, input_ids: list[list[int]]) -> dic
 
     out = {}
     for name in BACKENDS:
-        backend = backend_class(name)(study.backend_settings(name), model_dir, "float32", "cpu")
+        backend = backend_class(name)(backend_settings(study, name, "tiny_llama"), model_dir, "float32", "cpu")
         backend.load()
         counters.clear()
         try:
@@ -92,7 +93,7 @@ def _generations(run: Run) -> list[Generation]:
 
 
 def test_registry_knows_every_backend() -> None:
-    assert sorted(BACKEND_SETTINGS) == sorted(BACKENDS)
+    assert sorted(sweepable_backends()) == sorted(BACKENDS)
     for name in BACKENDS:
         assert backend_class(name).name == name
 
@@ -154,7 +155,7 @@ def test_generation_configs(runs: dict[str, Run], study: StudyConfig) -> None:
     assert paged.eos_token_id == -1, "continuous batching's own 'never stop': no request ends early"
     assert runs["hf_eager"].generation_config.cache_implementation is None
     static = runs["hf_static_compiled"].generation_config
-    settings = study.backend_settings("hf_static_compiled")
+    settings = backend_settings(study, "hf_static_compiled", "tiny_llama")
     assert static.cache_implementation == "static"
     assert settings.max_cache_len is None
     assert static.max_cache_len == INPUT_LEN + OUTPUT_LEN
@@ -171,7 +172,7 @@ def environment():
 
 
 def _cell(study: StudyConfig, backend: str):
-    return study.validate_cell(
+    return bench_unit(study, 
         {"model": "tiny_llama", "backend": backend, "batch_size": BATCH, "input_len": INPUT_LEN,
          "output_len": OUTPUT_LEN}
     )
@@ -180,8 +181,9 @@ def _cell(study: StudyConfig, backend: str):
 @pytest.mark.parametrize("name", BACKENDS)
 def test_run_cell_ok(study: StudyConfig, model_dir: Path, environment, name: str, tmp_path: Path,
                      input_ids: list[list[int]], runs: dict[str, Run]) -> None:
-    cell = _cell(study, name)
-    result = harness.run_cell(study, cell, model_dir, environment)
+    unit = _cell(study, name)
+    cell = unit.cell
+    result = harness.run_cell(unit, model_dir, environment)
 
     assert result.status == "ok" and result.error is None
     assert result.device == "cpu"
@@ -213,9 +215,9 @@ def test_run_cell_ok(study: StudyConfig, model_dir: Path, environment, name: str
     assert (result.model.parameters, result.model.weight_bytes) == (parameters, weight_bytes)
     assert result.model.random_weights is True
     assert result.backend.name == name
-    assert result.backend.settings == study.backend_settings(name).model_dump()
+    assert result.backend.settings == backend_settings(study, name, "tiny_llama").model_dump()
     assert result.workload.input_token_hash == token_hash(input_ids)
-    assert result.config_hash == study.cell_config_hash(cell)
+    assert result.config_hash == unit.config_hash
     assert result.environment_fingerprint == environment.fingerprint
 
     path = cell.result_path(tmp_path)
@@ -238,7 +240,7 @@ def _assert_recorded_failure(result: CellResult, tmp_path: Path) -> None:
 def test_run_cell_oom_is_recorded(study: StudyConfig, model_dir: Path, environment, tmp_path: Path,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(backend_class("hf_eager"), "generate", _oom)
-    result = harness.run_cell(study, _cell(study, "hf_eager"), model_dir, environment)
+    result = harness.run_cell(_cell(study, "hf_eager"), model_dir, environment)
     assert result.status == "oom"
     assert result.error is not None and "CUDA out of memory. Tried to allocate 2.00 GiB" in result.error
     assert result.tokens is None
@@ -260,7 +262,7 @@ def test_run_cell_oom_during_measurement(study: StudyConfig, model_dir: Path, en
         return original(self, ids, output_len)
 
     monkeypatch.setattr(cls, "generate", flaky)
-    result = harness.run_cell(study, _cell(study, "hf_eager"), model_dir, environment)
+    result = harness.run_cell(_cell(study, "hf_eager"), model_dir, environment)
     assert len(calls) == study.bench.warmup_iterations + 2
     assert result.status == "oom"
     assert result.tokens is None, "tokens of the completed iteration are not reported for an OOM cell"
@@ -273,7 +275,7 @@ def test_paged_pool_that_does_not_fit_is_recorded_as_oom(study: StudyConfig, mod
     """transformers refuses a pool larger than free memory before allocating it; the cell records an OOM."""
     raw = study.model_dump()
     raw["backends"]["hf_paged"] = {**raw["backends"]["hf_paged"], "num_blocks": 10**9}
-    result = harness.run_cell(validate_params(raw), _cell(study, "hf_paged"), model_dir, environment)
+    result = harness.run_cell(_cell(validate_params(raw), "hf_paged"), model_dir, environment)
     assert result.status == "oom"
     assert result.error is not None and "is more than available memory" in result.error
     assert result.phases.load_s is not None and result.phases.measure_s is None
@@ -294,7 +296,7 @@ def test_run_cell_wrong_token_count_fails(study: StudyConfig, model_dir: Path, e
         )
 
     monkeypatch.setattr(cls, "generate", one_short)
-    result = harness.run_cell(study, _cell(study, "hf_eager"), model_dir, environment)
+    result = harness.run_cell(_cell(study, "hf_eager"), model_dir, environment)
     assert result.status == "failed"
     assert result.error is not None
     assert f"requested {OUTPUT_LEN}" in result.error
@@ -320,7 +322,7 @@ def test_run_cell_other_errors_propagate_and_release(study: StudyConfig, model_d
     monkeypatch.setattr(cls, "generate", broken)
     monkeypatch.setattr(cls, "release", release)
     with pytest.raises(RuntimeError, match="shape mismatch"):
-        harness.run_cell(study, _cell(study, "hf_eager"), model_dir, environment)
+        harness.run_cell(_cell(study, "hf_eager"), model_dir, environment)
     assert released == [True]
 
 

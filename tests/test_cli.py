@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from helpers.repository import REPO_ROOT
-from inference_study.backends.hf_loop import HfCompiledLoop
+from inference_study.backends.hf.loop import HfCompiledLoop
 from inference_study.cli import main
 from inference_study.doctor import STATES
 
@@ -53,7 +53,7 @@ def test_every_command_has_help(command: list[str]) -> None:
         (["report", "--params", "missing.yaml"], "missing.yaml not found"),
         (
             ["report", "--results", "no-results-here"],
-            "cells of params.yaml has a result under no-results-here/cells/",
+            "units of params.yaml has a result under no-results-here/cells/",
         ),
         (["cells", "--params", "missing.yaml"], "missing.yaml not found"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),

@@ -6,8 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from inference_study.config import load_params
-from inference_study.report import INPUTS, ROOFLINE_NAME, build_report
+from helpers.repository import composed
+
+from inference_study.config import load_params, validate_params
+from inference_study.report import build_report
+from inference_study.report.inputs import INPUTS, ROOFLINE_NAME
 
 REPORTS = Path(__file__).parents[1] / "reports"
 COMMITTED = sorted(path.parent.parent for path in REPORTS.glob(f"*/{INPUTS}/params.yaml"))
@@ -28,3 +31,13 @@ def test_report_rebuilds_identically_from_its_inputs(report_dir: Path, tmp_path:
         assert (tmp_path / name).read_bytes() == (report_dir / name).read_bytes(), name
     committed_figures = sorted(p.name for p in (report_dir / "figures").glob("*.png"))
     assert committed_figures and committed_figures == sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
+
+
+@pytest.mark.parametrize("report_dir", COMMITTED, ids=lambda path: path.name)
+def test_committed_inputs_declare_their_presets_comparisons(report_dir: Path) -> None:
+    """What a committed report compares is its preset's declaration, copied into its inputs' `study` node
+    (presentation only: no cell's config hash covers it)."""
+    study = load_params(report_dir / INPUTS / "params.yaml")
+    preset = validate_params(composed(*([] if report_dir.name == "default" else [f"study={report_dir.name}"])))
+    assert study.study.comparisons == preset.study.comparisons
+    assert study.study.comparisons.baseline is not None

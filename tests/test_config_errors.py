@@ -15,6 +15,7 @@ import yaml
 
 from helpers.repository import REPO_ROOT
 from inference_study.compose import compose_yaml, drift, write_params
+from inference_study.plan import backend_settings, bench_unit
 from inference_study.config import ConfigError, StudyConfig, validate_params
 
 REPO = REPO_ROOT
@@ -202,7 +203,7 @@ CASES = [
     pytest.param(_setter("study.targets", [TARGET | {"metric": "joules"}], "'joules'", "'mbu_pct'"),
                  "study.targets.0.metric", id="target-unknown-metric"),
     pytest.param(_setter("scenarios.kv_offload.backends", ["vllm"], "'vllm'", "'hf'", "'trtllm_pytorch'"),
-                 "scenarios.kv_offload.backends.0", id="kv-offload-unknown-backend"),
+                 "scenarios.kv_offload.backends", id="kv-offload-unknown-backend"),
     pytest.param(_setter("study.setup_share_at_most_pct", 150, "got 150", "less than or equal to 100"),
                  "study.setup_share_at_most_pct", id="setup-share-over-100"),
 ]
@@ -254,7 +255,7 @@ def test_every_error_is_reported_not_only_the_first(raw: dict[str, Any]) -> None
         assert key in message
 
 
-# ---------------------------------------------------------------- StudyConfig.validate_cell
+# ---------------------------------------------------------------- plan.bench_unit
 
 
 @pytest.fixture
@@ -269,13 +270,13 @@ def _cell(**changes: Any) -> dict[str, Any]:
 
 
 def test_validate_cell_accepts_a_good_cell(study: StudyConfig) -> None:
-    cell = study.validate_cell(_cell())
+    cell = bench_unit(study, _cell()).cell
     assert cell.key == "tiny_llama/hf_eager/b1_i16_o4"
 
 
 def test_validate_cell_unknown_backend(study: StudyConfig) -> None:
     with pytest.raises(ConfigError) as caught:
-        study.validate_cell(_cell(backend="vllm"))
+        bench_unit(study, _cell(backend="vllm"))
     message = str(caught.value)
     assert "cell.backend" in message and "'vllm'" in message
     assert "hf_eager" in message and "hf_static_compiled" in message
@@ -283,16 +284,16 @@ def test_validate_cell_unknown_backend(study: StudyConfig) -> None:
 
 def test_validate_cell_unknown_model(study: StudyConfig) -> None:
     with pytest.raises(ConfigError) as caught:
-        study.validate_cell(_cell(model="gpt5"))
+        bench_unit(study, _cell(model="gpt5"))
     message = str(caught.value)
     assert "cell.model" in message and "'gpt5'" in message and "tiny_llama" in message
 
 
 def test_validate_cell_length_over_max_seq_len(study: StudyConfig) -> None:
     limit = study.models["tiny_llama"].max_seq_len
-    study.validate_cell(_cell(input_len=limit - 4, output_len=4))  # exactly at the limit: fine
+    bench_unit(study, _cell(input_len=limit - 4, output_len=4))  # exactly at the limit: fine
     with pytest.raises(ConfigError) as caught:
-        study.validate_cell(_cell(input_len=limit - 3, output_len=4))
+        bench_unit(study, _cell(input_len=limit - 3, output_len=4))
     message = str(caught.value)
     assert "cell.input_len" in message
     assert str(limit - 3) in message and f"models.tiny_llama.max_seq_len={limit}" in message
@@ -300,13 +301,13 @@ def test_validate_cell_length_over_max_seq_len(study: StudyConfig) -> None:
 
 def test_validate_cell_paged_pool_too_small(study: StudyConfig) -> None:
     """A cell given on the command line is checked against hf_paged's pool, not only the sweep's cells."""
-    pool = study.backend_settings("hf_paged")
+    pool = backend_settings(study, "hf_paged", "tiny_llama")
     tokens = pool.num_blocks * pool.block_size
     batch = 4  # each request's share of the pool stays under tiny_llama's max_seq_len
     fits = tokens // batch - 4
-    study.validate_cell(_cell(backend="hf_paged", batch_size=batch, input_len=fits, output_len=4))
+    bench_unit(study, _cell(backend="hf_paged", batch_size=batch, input_len=fits, output_len=4))
     with pytest.raises(ConfigError) as caught:  # one token more per request: one more block each
-        study.validate_cell(_cell(backend="hf_paged", batch_size=batch, input_len=fits + 1, output_len=4))
+        bench_unit(study, _cell(backend="hf_paged", batch_size=batch, input_len=fits + 1, output_len=4))
     message = str(caught.value)
     assert "backends.hf_paged.num_blocks" in message
     assert f"needs {pool.num_blocks + batch} blocks" in message
@@ -324,7 +325,7 @@ def test_validate_cell_paged_pool_too_small(study: StudyConfig) -> None:
 )
 def test_validate_cell_bad_coordinates(study: StudyConfig, changes: dict[str, Any], key: str, fragment: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        study.validate_cell(_cell(**changes))
+        bench_unit(study, _cell(**changes))
     message = str(caught.value)
     assert message.startswith("invalid cell:")
     assert key in message
@@ -335,7 +336,7 @@ def test_validate_cell_missing_coordinate(study: StudyConfig) -> None:
     cell = _cell()
     del cell["output_len"]
     with pytest.raises(ConfigError) as caught:
-        study.validate_cell(cell)
+        bench_unit(study, cell)
     assert "cell.output_len" in str(caught.value) and "Field required" in str(caught.value)
 
 

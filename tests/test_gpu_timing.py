@@ -14,8 +14,10 @@ import torch
 import yaml
 
 from helpers.repository import REPO_ROOT
-from inference_study.backends import hf, hf_loop
-from inference_study.backends.registry import backend_class
+from inference_study.backends.hf import generate as hf
+from inference_study.backends.hf import loop as hf_loop
+from inference_study.plan import backend_settings
+from inference_study.registry import backend_class
 from inference_study.compose import compose_yaml
 from inference_study.config import validate_params
 from inference_study.gpu import NvmlSampler, nvml_handle, usage_from
@@ -48,7 +50,7 @@ def input_ids(study):
 
 
 def _loaded(study, model_dir: Path, name: str):
-    backend = backend_class(name)(study.backend_settings(name), model_dir, study.models[MODEL].dtype, "cuda")
+    backend = backend_class(name)(backend_settings(study, name, MODEL), model_dir, study.models[MODEL].dtype, "cuda")
     backend.load()
     backend.warmup(input_ids=synthetic_input_ids(BATCH, INPUT_LEN, 1000, 0), output_len=OUTPUT_LEN)
     return backend

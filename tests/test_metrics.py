@@ -11,7 +11,7 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from inference_study.backends.base import Generation
+from inference_study.backend import Generation
 from inference_study.metrics import Stats, latency, request_latencies, summarize, throughput
 
 approx = pytest.approx

@@ -13,31 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from helpers.runs import SECRET, SMALL_SWEEP, compose, ran_stages, run
+
 from inference_study.config import load_params
 from inference_study.results import read_result
 
 pytestmark = pytest.mark.slow
-SMALL_SWEEP = ["sweep.backends=[hf_eager]", "sweep.batch_sizes=[1]", "sweep.input_lens=[16]", "sweep.output_lens=[4]"]
-
-
-SECRET = "hf_" + "NeverWrite" * 2 + "ThisToken"  # built at run time: the literal is in no file
-
-
-def run(repo: Path, *args: str) -> str:
-    """Run a command in the repo copy with an HF token in its environment (it must never be written)."""
-    done = subprocess.run(list(args), cwd=repo, capture_output=True, text=True, env=os.environ | {"HF_TOKEN": SECRET})
-    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout + done.stderr
-
-
-def compose(repo: Path, *overrides: str) -> None:
-    run(repo, sys.executable, "-m", "inference_study.cli", "compose", *overrides)
-
-
-def ran_stages(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
-
-
 def cell_states(repo: Path) -> tuple[dict[int, str], int]:
     """`inference-study cells --json` in the repo copy: state by batch size, and the exit code."""
     done = subprocess.run([sys.executable, "-m", "inference_study.cli", "cells", "--json"], cwd=repo,

@@ -66,6 +66,9 @@ def test_metrics_show_reads_summary_json(repo_copy: Path) -> None:
     (workspace,) = shown.values()
     metrics = workspace["data"][str(REPORT / "summary.json")]["data"]
     assert metrics == json.loads((repo_copy / REPORT / "summary.json").read_text())
+    baseline = load_params(repo_copy / REPORT / "inputs" / "params.yaml").study.comparisons.baseline
+    speedups = [key for key in metrics if ".speedup_over_" in key]
+    assert speedups and all(key.endswith(f".speedup_over_{baseline}_geomean") for key in speedups)
 
 
 def test_metrics_diff_compares_the_workspace_with_the_last_commit(repo_copy: Path) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers.repository import copy_repository, git_commit
-from test_pipeline import SMALL_SWEEP, compose, run
+from helpers.runs import SMALL_SWEEP, compose, run
 
 pytestmark = pytest.mark.slow
 DVC = [sys.executable, "-m", "dvc"]

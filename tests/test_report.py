@@ -7,26 +7,22 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 from helpers.factories import make_result
 
-from helpers.repository import REPO_ROOT
-from inference_study.compose import compose_yaml
+from helpers.repository import REPO_ROOT, composed
 from inference_study.config import StudyConfig, validate_params
 from inference_study.report import build_report
+from inference_study.report import figures as report_figures
+from inference_study.report.table import setup_by_backend
 from inference_study.results import ResultError, write_result
+from inference_study.tables import markdown_table
 
-REPO = REPO_ROOT
+SWEEP = ["sweep.backends=[hf_eager,hf_static_compiled]", "sweep.batch_sizes=[1,4]", "sweep.input_lens=[32]"]
 
 
 @pytest.fixture(scope="module")
 def study() -> StudyConfig:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(REPO)
-        raw = yaml.safe_load(compose_yaml(
-            ["sweep.backends=[hf_eager,hf_static_compiled]", "sweep.batch_sizes=[1,4]", "sweep.input_lens=[32]"]
-        ))
-    return validate_params(raw)
+    return validate_params(composed(*SWEEP))
 
 
 @pytest.fixture
@@ -169,8 +165,6 @@ def test_targets_are_judged_against_measured_cells(study: StudyConfig, results_d
 
 def test_setup_share_is_summed_per_model_and_backend(study: StudyConfig, results_dir: Path, tmp_path: Path) -> None:
     """Each factory cell spends 0.03 s loading, 0.18 s warming up and 0.23 s measuring; OOM cells don't count."""
-    from inference_study.report import setup_by_backend
-
     _build(study, results_dir, tmp_path / "report")
     frame = pd.read_csv(tmp_path / "report" / "results.csv")
     totals = setup_by_backend(frame).set_index("backend")
@@ -181,15 +175,107 @@ def test_setup_share_is_summed_per_model_and_backend(study: StudyConfig, results
 
 def test_a_backend_keeps_its_colour_in_every_panel(monkeypatch, tmp_path: Path) -> None:
     """The input-512 panel has a backend the others lack; the shared backends must not change colour."""
-    from inference_study import report
-
     rows = [(backend, length, batch) for length in (128, 512) for batch in (1, 8)
             for backend in (["hf_compiled_loop"] if length == 512 else []) + ["hf_eager", "hf_paged"]]
     frame = pd.DataFrame(rows, columns=["backend", "input_len", "batch_size"]).assign(
         model="m", output_tokens_per_s=1.0)
     figures = []
-    monkeypatch.setattr(report, "_save", lambda fig, path: figures.append(fig))
-    assert report.plot_against_batch(frame, "m", "output_tokens_per_s", "tok/s", tmp_path / "plot.png")
+    monkeypatch.setattr(report_figures, "_save", lambda fig, path: figures.append(fig))
+    assert report_figures.plot_against_batch(frame, "m", "output_tokens_per_s", "tok/s", tmp_path / "plot.png")
     panels = [{line.get_label(): line.get_color() for line in ax.get_lines()} for ax in figures[0].axes]
     assert set(panels[1]) == {"hf_compiled_loop", "hf_eager", "hf_paged"}
     assert {backend: panels[1][backend] for backend in panels[0]} == panels[0]
+
+
+def with_baseline(study: StudyConfig, baseline: str | None) -> StudyConfig:
+    raw = study.model_dump(mode="json")
+    raw["study"]["comparisons"]["baseline"] = baseline
+    return validate_params(raw)
+
+
+def test_the_default_preset_declares_the_baseline_and_no_pair(study: StudyConfig) -> None:
+    assert study.study.comparisons.baseline == "hf_eager"
+    assert study.study.comparisons.pairs == []
+
+
+@pytest.mark.parametrize("baseline", ["hf_static_compiled", None, "hf_compiled_loop"])
+def test_speedups_are_over_the_declared_baseline_or_say_why_not(study: StudyConfig, results_dir: Path,
+                                                                 tmp_path: Path, baseline: str | None) -> None:
+    out = tmp_path / "report"
+    headline = _build(with_baseline(study, baseline), results_dir, out)
+    text = (out / "report.md").read_text()
+    speedup_keys = [key for key in headline if "speedup_over" in key]
+    if baseline == "hf_static_compiled":  # eager at 10 ms/token over static at 5 ms/token
+        assert speedup_keys == ["tiny_llama.hf_eager.speedup_over_hf_static_compiled_geomean"]
+        assert headline[speedup_keys[0]] == pytest.approx(0.5, rel=1e-2)
+        assert "## Speedup over `hf_static_compiled`" in text and "against `hf_static_compiled` on the same" in text
+    elif baseline is None:
+        assert speedup_keys == [] and "greedy_match_pct" not in pd.read_csv(out / "results.csv")
+        assert "No baseline is declared (`study.comparisons.baseline`), so no speedup is computed." in text
+        assert "so no greedy tokens are compared" in text
+        assert "speedup_heatmap_tiny_llama.png" not in {p.name for p in (out / "figures").glob("*.png")}
+    else:
+        assert speedup_keys == []
+        assert "The baseline `hf_compiled_loop` (`study.comparisons.baseline`) has no cell in this study" in text
+
+
+def test_one_markdown_table_helper_shows_missing_values_one_way() -> None:
+    frame = pd.DataFrame({"backend": ["a", "b"], "rate": [1234.5678, float("nan")], "ratio": [0.123456, None]})
+    readable = markdown_table(frame, ["backend", "rate", "absent"], readable_numbers=True)
+    assert "1,235" in readable and "—" in readable and "absent" not in readable and "nan" not in readable
+    formatted = markdown_table(frame, floatfmt=".3g")
+    assert "0.123" in formatted and "nan" not in formatted and formatted.count("—") == 2
+
+
+ALLOWED = {"inference_study.comparisons", "inference_study.config", "inference_study.equivalence",
+           "inference_study.results", "inference_study.roofline", "inference_study.tables"}
+SCENARIO_CALL = ("inference_study.scenarios.report", ("keep_scenario_inputs", "load_scenarios", "scenario_sections"))
+
+
+def test_the_report_package_imports_no_backend_and_one_scenario_call() -> None:
+    """What a backend is comes from its result files; scenarios come in through one call site only."""
+    import ast
+
+    package = REPO_ROOT / "src" / "inference_study" / "report"
+    assert not (REPO_ROOT / "src" / "inference_study" / "report.py").exists()
+    scenario_imports = []
+    for path in sorted(package.glob("*.py")):
+        assert len(path.read_text().splitlines()) < 400, path.name
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+                if node.module == SCENARIO_CALL[0]:
+                    scenario_imports.append((path.name, tuple(alias.name for alias in node.names)))
+                    continue
+            else:
+                continue
+            for name in names:
+                if name.startswith("inference_study") and not name.startswith("inference_study.report"):
+                    assert name in ALLOWED, f"{path.name} imports {name}"
+    assert scenario_imports == [("__init__.py", SCENARIO_CALL[1])]
+
+
+def test_the_comparison_model_is_import_light() -> None:
+    """conf/ is validated through it, so it needs pydantic only (no backend, no report)."""
+    import ast
+
+    tree = ast.parse((REPO_ROOT / "src" / "inference_study" / "comparisons.py").read_text())
+    modules = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    modules |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert modules <= {"__future__", "typing", "pydantic"}, modules
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda pairs: pairs.append(dict(pairs[0])), "titles must be unique"),
+    (lambda pairs: pairs[0].update(against=[pairs[0]["candidate"]]), "is also in against"),
+    (lambda pairs: pairs[0].update(finding="paged loses"), "pairs.0.finding: Extra inputs are not permitted"),
+])
+def test_a_bad_comparison_stops_the_run_naming_the_key(change, message: str) -> None:
+    from inference_study.config import ConfigError
+
+    raw = composed("study=h100")
+    change(raw["study"]["comparisons"]["pairs"])
+    with pytest.raises(ConfigError, match=message):
+        validate_params(raw)

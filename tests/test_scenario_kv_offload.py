@@ -4,19 +4,25 @@ greedy outputs are identical either way, and bad pool sizes fail before any work
 
 from __future__ import annotations
 
+import tempfile
+
 from pathlib import Path
 
 import pytest
+
+from inference_study.results import ResultError, write_scenario_result
+
+from helpers.repository import trtllm_features
 
 from helpers.repository import REPO_ROOT, composed, scenario_result
 from helpers.trtllm_contract import callee_objects, unlisted
 from helpers.trtllm_stand_in import install_stand_in
 
-from inference_study.backends.base import Generation
-from inference_study.backends.trtllm import NO_KV_CACHE_STATS, KvCacheCounters, kv_cache_totals
+from inference_study.backend import Generation
+from inference_study.backends.trtllm.backend import NO_KV_CACHE_STATS, KvCacheCounters, kv_cache_totals
 from inference_study.config import StudyConfig, validate_params
 from inference_study.scenarios.common import greedy_run
-from inference_study.scenarios.kv_offload import (
+from inference_study.scenarios.kv_offload.run import (
     SEQUENCE,
     measure,
     paged_reference,
@@ -25,11 +31,11 @@ from inference_study.scenarios.kv_offload import (
     run_kv_offload,
     serve_sequence,
 )
-from inference_study.scenarios.kv_offload_trtllm import serve_sequence as serve_trtllm_sequence
-from inference_study.scenarios.kv_offload_trtllm import trtllm_arms as kv_offload_trtllm_arms
-from inference_study.scenarios.records import KvOffloadRecord
+from inference_study.scenarios.kv_offload.trtllm import serve_sequence as serve_trtllm_sequence
+from inference_study.scenarios.kv_offload.trtllm import trtllm_arms as kv_offload_trtllm_arms
+from inference_study.scenarios.kv_offload.record import KvOffloadRecord
 from inference_study.scenarios.report import scenario_sections
-from inference_study.scenarios.settings import KvOffloadSettings
+from inference_study.scenarios.kv_offload.settings import KvOffloadSettings
 from inference_study.trtllm.settings import TrtllmPytorchSettings
 from inference_study.trtllm.version import TrtllmUnavailable, band_for, preflight
 from inference_study.workload import synthetic_input_ids
@@ -38,7 +44,6 @@ REPO = REPO_ROOT
 # 40-token prompts, 8 new tokens, blocks of 8: 4 full blocks reusable (the last prompt token is always
 # prefilled), and a 48-token device pool holds exactly one request.
 SETTINGS = KvOffloadSettings(
-    models=["tiny_llama"],
     warmup_iterations=0,
     iterations=1,
     prompt_len=40,
@@ -210,12 +215,12 @@ def test_trtllm_variant_passes_contract_names_and_reports_null_counters_with_a_r
     for callee, objects_of in callee_objects("tensorrt_llm.LLM", "pytorch").items():
         for kwargs in log.keywords(callee):
             assert unlisted(kwargs, band, objects_of) == [], callee
-    with pytest.raises(ValueError, match="never from a stand-in"):  # a stand-in's rows can never enter a result
-        scenario_result(study, model_dir, result)
+    with pytest.raises(ResultError, match="never from a stand-in"):  # a stand-in's rows can never enter a result
+        write_scenario_result(Path(tempfile.mkdtemp()) / "kv_offload.json", scenario_result(study, model_dir, result))
 
 
 def test_preflight_refuses_the_variant_without_tensorrt_llm() -> None:
     study = validate_params(composed("study=scenarios_cpu", "scenarios.kv_offload.backends=[hf,trtllm_pytorch]"))
-    assert study.scenarios.trtllm_features() == ["kv_host_cache"]
+    assert trtllm_features(study) == ["kv_host_cache"]
     with pytest.raises(TrtllmUnavailable, match=r"scenarios.kv_offload.backends.*not installed here"):
-        preflight([], None, "scenarios_cpu", study.scenarios.trtllm_features())
+        preflight([], None, "scenarios_cpu", trtllm_features(study))

@@ -5,9 +5,15 @@ parameters fail before any work, naming the key. The TensorRT-LLM variant runs o
 
 from __future__ import annotations
 
+import tempfile
+
 from pathlib import Path
 
 import pytest
+
+from inference_study.results import ResultError, write_scenario_result
+
+from helpers.repository import trtllm_features
 from helpers.repository import composed, scenario_result
 from helpers.trtllm_contract import callee_objects, unlisted
 from helpers.trtllm_stand_in import install_stand_in
@@ -15,24 +21,23 @@ from helpers.trtllm_stand_in import install_stand_in
 from inference_study.config import ConfigError, StudyConfig, validate_params
 from inference_study.environment import collect_environment
 from inference_study.results import ScenarioResult
-from inference_study.scenarios.multiround import (
+from inference_study.scenarios.multiround.run import (
     fits_on_device,
     measure_hf,
     record,
     serve_hf,
     workload,
 )
-from inference_study.scenarios.multiround_trtllm import arm_kv_cache_kwargs, trtllm_arms
+from inference_study.scenarios.multiround.trtllm import arm_kv_cache_kwargs, trtllm_arms
 from inference_study.scenarios.report import scenario_sections
-from inference_study.scenarios.run import model_info
-from inference_study.scenarios.settings import MultiroundSettings
+from inference_study.harness import model_info
+from inference_study.scenarios.multiround.settings import MultiroundSettings
 from inference_study.trtllm.settings import TrtllmPytorchSettings
 from inference_study.trtllm.version import TrtllmUnavailable, band_for, preflight
 
 # 3 users, contexts of 40, 3 rounds of 8 new + 8 generated: the longest sequence is 40 + 3 x 16 = 88 tokens.
 # A 176-token device budget holds two users' whole histories, so U=1 fits and U=3 does not.
 SETTINGS = MultiroundSettings(
-    models=["tiny_llama"],
     warmup_iterations=0,
     iterations=1,
     users=[1, 3],
@@ -194,20 +199,20 @@ def test_trtllm_variant_passes_contract_names_and_reports_null_counters_with_a_r
     # a stand-in's rows can never enter a result
     study = validate_params(composed("study=scenarios_cpu"))
     environment = collect_environment()
-    with pytest.raises(ValueError, match="never from a stand-in"):
-        ScenarioResult(
+    with pytest.raises(ResultError, match="never from a stand-in"):
+        write_scenario_result(Path(tempfile.mkdtemp()) / "multiround.json", ScenarioResult(
             scenario="multiround", status="ok", config_hash="x", device="cuda",
-            model=model_info("tiny_llama", study, model_dir, True), environment=environment,
+            model=model_info("tiny_llama", study.models["tiny_llama"], model_dir, True), environment=environment,
             environment_fingerprint=environment.fingerprint, record=record(SETTINGS, rows, identical),
             null_reasons={},
-        )
+        ))
 
 
 def test_preflight_refuses_the_variant_without_tensorrt_llm() -> None:
     study = validate_params(composed("study=scenarios_cpu", "scenarios.multiround.backends=[hf,trtllm_pytorch]"))
-    assert study.scenarios.trtllm_features() == ["kv_host_cache"]
+    assert trtllm_features(study) == ["kv_host_cache"]
     with pytest.raises(TrtllmUnavailable, match=r"host_cache_size.*not installed here"):
-        preflight([], None, "scenarios_cpu", study.scenarios.trtllm_features())
+        preflight([], None, "scenarios_cpu", trtllm_features(study))
     with pytest.raises(TrtllmUnavailable, match="outside what the API contract covers"):
         preflight([], "0.15.0", "s", ["kv_host_cache"])
     preflight([], "1.2.1", "s", ["kv_host_cache"])

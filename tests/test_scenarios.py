@@ -15,15 +15,14 @@ from transformers import DynamicCache
 
 from helpers.repository import REPO_ROOT, composed, scenario_result
 
-from inference_study.config import ConfigError, StudyConfig, validate_params
+from inference_study.config import scenario_result_path, ConfigError, StudyConfig, validate_params
 from inference_study.results import (
     ResultError,
     read_scenario_result,
-    scenario_result_path,
     write_scenario_result,
 )
 from inference_study.scenarios.common import greedy_run
-from inference_study.scenarios.kv_persist import (
+from inference_study.scenarios.kv_persist.run import (
     CacheRefused,
     InstanceSpec,
     cache_path,
@@ -34,15 +33,12 @@ from inference_study.scenarios.kv_persist import (
     run_kv_persist,
     save_prefix_cache,
 )
-from inference_study.scenarios.ngram import ngram_overlap, run_ngram
-from inference_study.scenarios.report import TABLES, TITLES, scenario_sections
-from inference_study.scenarios.run import RUNNERS
-from inference_study.scenarios.settings import (
-    KvPersistSettings,
-    NgramSettings,
-    ScenarioName,
-    ScenariosSection,
-)
+from inference_study.scenarios.ngram.run import ngram_overlap, run_ngram
+from inference_study.plan import scenario_units
+from inference_study.scenarios.report import scenario_sections
+from inference_study import registry
+from inference_study.scenarios.ngram.settings import NgramSettings
+from inference_study.scenarios.kv_persist.settings import KvPersistSettings
 from inference_study.workload import synthetic_input_ids
 
 REPO = REPO_ROOT
@@ -59,12 +55,10 @@ def study() -> StudyConfig:
 
 
 def test_scenarios_are_off_by_default_and_on_in_their_preset(study: StudyConfig) -> None:
-    assert validate_params(composed()).scenarios.enabled() == {}
-    assert {name: s.models for name, s in study.scenarios.enabled().items()} == {
-        "ngram": ["tiny_llama"],
-        "kv_persist": ["tiny_llama"],
-        "kv_offload": ["tiny_llama"],
-        "multiround": ["tiny_llama"],
+    assert scenario_units(validate_params(composed())) == []
+    assert {(unit.scenario, unit.model_name) for unit in scenario_units(study)} == {
+        ("ngram", "tiny_llama"), ("kv_persist", "tiny_llama"), ("kv_offload", "tiny_llama"),
+        ("multiround", "tiny_llama"),
     }
 
 
@@ -75,7 +69,9 @@ def test_scenarios_are_off_by_default_and_on_in_their_preset(study: StudyConfig)
         ("scenarios.ngram.ngram_sizes=[2,2]", "scenarios.ngram.ngram_sizes"),
         ("scenarios.ngram.workloads=[editing]", "scenarios.ngram.workloads.0"),
         ("scenarios.kv_persist.suffix_len=0", "scenarios.kv_persist.suffix_len"),
-        ("scenarios.kv_persist.models=[gpt5]", "scenarios.kv_persist.models"),
+        ("sweep.scenario_models=[gpt5]", "sweep"),
+        ("sweep.scenarios=[chat]", "sweep.scenarios"),
+        ("scenarios.ngram.backends=[vllm]", "scenarios.ngram.backends"),
         ("scenarios.kv_persist.prefix_lens=[1020]", "scenarios.kv_persist"),
         ("+scenarios.ngram.typo=1", "scenarios.ngram.typo"),
         ("scenarios.kv_offload.gpu_pool_tokens=8", "scenarios.kv_offload.gpu_pool_tokens"),
@@ -97,9 +93,13 @@ def test_bad_scenario_values_fail_before_any_work_naming_the_key(override: str, 
     assert key in str(error.value)
 
 
-def test_every_scenario_has_settings_a_result_name_a_runner_and_a_report_section() -> None:
-    names = set(ScenariosSection.model_fields)
-    assert names == set(get_args(ScenarioName)) == set(RUNNERS) == set(TITLES) == set(TABLES)
+def test_every_scenario_registers_settings_a_record_a_runner_and_a_report_section() -> None:
+    specs = registry.scenarios()
+    assert set(specs) == {"ngram", "kv_persist", "kv_offload", "multiround"}
+    for name, spec in specs.items():
+        assert spec.name == name and spec.record.model_fields["scenario"].default == name
+        assert callable(registry.load(spec.runner)) and callable(registry.load(spec.report))
+        assert set(StudyConfig.model_fields["scenarios"].annotation.model_fields) == set(specs)
 
 
 # --- n-gram speculation ------------------------------------------------------------------------------

@@ -8,12 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_trtllm_pipeline import composed_stages, run
+from helpers.runs import composed_stages, run_in_copy as run
+
+from helpers.repository import REPO_ROOT
 
 from inference_study.config import load_params
-from inference_study.results import read_scenario_result, scenario_result_path
+from inference_study.config import scenario_result_path
+from inference_study.results import read_scenario_result
 
-SCENARIO_STAGE = re.compile(r"^(scenario_\w+)@(\S+)", re.MULTILINE)
+SCENARIO_STAGE = re.compile(r"^(scenario)@(\S+)", re.MULTILINE)
 SMALL = [
     "scenarios.ngram.prompt_len=32",
     "scenarios.ngram.output_len=16",
@@ -44,13 +47,13 @@ def test_default_and_h100_dags_have_no_scenario_stage(repo_copy: Path) -> None:
 
 def test_scenario_presets_add_one_stage_per_scenario_and_model(repo_copy: Path) -> None:
     assert scenario_stages(repo_copy, "study=scenarios_cpu") == {
-        "scenario_ngram@tiny_llama",
-        "scenario_kv_persist@tiny_llama",
-        "scenario_kv_offload@tiny_llama",
-        "scenario_multiround@tiny_llama",
+        "scenario@ngram-tiny_llama",
+        "scenario@kv_persist-tiny_llama",
+        "scenario@kv_offload-tiny_llama",
+        "scenario@multiround-tiny_llama",
     }
     assert scenario_stages(repo_copy, "study=h100", "scenario=h100") == {
-        f"scenario_{name}@{model}"
+        f"scenario@{name}-{model}"
         for name in ("ngram", "kv_persist", "kv_offload", "multiround")
         for model in ("tinyllama_1b", "qwen2_5_7b")
     }
@@ -73,34 +76,30 @@ def test_repro_runs_the_scenarios_into_results_and_report(repo_copy: Path) -> No
     )
     assert "## Scenario: KV offload to a host cache" in report
     assert "## Scenario: Multi-round chat" in report
-    assert report.count("Expected (seed):") == 4
+    assert report.count("Expected (original benchmark):") == 4
 
 
-def test_scenario_stages_depend_on_every_setting_but_the_models_list() -> None:
-    """A setting missing from a stage's params would leave stale results looking fresh; `models` listed
+def test_the_scenario_stage_depends_on_the_scenario_settings_but_not_the_model_lists() -> None:
+    """A setting missing from the stage's params would leave stale results looking fresh; the model list
     there would re-run every model's stage when one is added."""
     import yaml
 
-    from inference_study.scenarios.settings import ScenariosSection
-
-    stages = yaml.safe_load((Path(__file__).parents[1] / "dvc.yaml").read_text())["stages"]
-    for name, field in ScenariosSection.model_fields.items():
-        params = stages[f"scenario_{name}"]["params"]
-        listed = {param.removeprefix(f"scenarios.{name}.") for param in params if param.startswith(f"scenarios.{name}")}
-        assert listed == set(field.annotation.model_fields) - {"models"}, name
+    params = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]["scenario"]["params"]
+    assert "scenarios.${item.scenario}" in params and "models.${item.model}" in params
+    assert not any(param.startswith("sweep") for param in params)
 
 
 @pytest.mark.slow
 def test_adding_a_model_leaves_the_other_models_scenario_results_fresh(repo_copy: Path) -> None:
     scenario_stages(repo_copy, "study=scenarios_cpu", *SMALL)
-    done = run(repo_copy, sys.executable, "-m", "dvc", "repro", "scenario_kv_offload@tiny_llama")
+    done = run(repo_copy, sys.executable, "-m", "dvc", "repro", "scenario@kv_offload-tiny_llama")
     assert done.returncode == 0, done.stderr[-3000:]
 
     def fresh(*overrides: str) -> bool:
         scenario_stages(repo_copy, "study=scenarios_cpu", *SMALL, *overrides)
-        status = run(repo_copy, sys.executable, "-m", "dvc", "status", "scenario_kv_offload@tiny_llama")
+        status = run(repo_copy, sys.executable, "-m", "dvc", "status", "scenario@kv_offload-tiny_llama")
         assert status.returncode == 0, status.stderr
         return "up to date" in status.stdout
 
-    assert fresh("scenarios.kv_offload.models=[tiny_llama,tinyllama_1b]")
+    assert fresh("sweep.scenario_models=[tiny_llama,tinyllama_1b]", "sweep.models=[tiny_llama,tinyllama_1b]")
     assert not fresh("scenarios.kv_offload.output_len=24")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_pipeline import SMALL_SWEEP, ran_stages, run
+from helpers.runs import SMALL_SWEEP, ran_stages, run
 
 from inference_study.config import load_params
 

@@ -15,11 +15,13 @@ from helpers.trtllm_contract import callee_objects, unlisted
 from helpers.trtllm_stand_in import FIRST_TOKEN, install_stand_in as install
 
 from helpers.repository import REPO_ROOT
-from inference_study.backends.registry import backend_class
+from inference_study.registry import backend_class
 from inference_study.compose import compose_yaml
 from inference_study.config import ConfigError, StudyConfig, validate_params
 from inference_study.environment import STAND_IN_MARK, collect_environment
+from inference_study.backends.trtllm import engine_dir
 from inference_study.harness import run_cell
+from inference_study.plan import BenchUnit, bench_units
 from inference_study.models import prepare_model
 from inference_study.report import build_report
 from inference_study.results import ResultError, read_result, write_result
@@ -111,10 +113,15 @@ def test_trtllm_config_errors_name_the_key(override: str, message: str | None) -
         validate_params(raw)
 
 
+def trtllm_units(study: StudyConfig) -> list[BenchUnit]:
+    return [unit for unit in bench_units(study) if unit.cell.backend not in study.sweep.backends]
+
+
 def test_trtllm_cells_follow_the_trtllm_section(study: StudyConfig) -> None:
-    backends = {cell.backend for cell in study.trtllm_cells()}
+    backends = {unit.cell.backend for unit in trtllm_units(study)}
     assert backends == {"trtllm_engine_latency", "trtllm_engine_throughput", "trtllm_pytorch"}
-    assert len(study.trtllm_cells()) == 3 * 2 and study.all_cells()[: len(study.cells())] == study.cells()
+    rungs = [unit.cell.backend for unit in bench_units(study)][: -len(trtllm_units(study))]
+    assert len(trtllm_units(study)) == 3 * 2 and set(rungs) == set(study.sweep.backends)
 
 
 @pytest.mark.parametrize(("version", "backend", "llm_class", "shutdown"), [
@@ -129,14 +136,14 @@ def test_stand_in_run_calls_the_versions_api_with_contract_names_and_assembles_a
 ) -> None:
     log = install(monkeypatch, version)
     profile = backend.removeprefix("trtllm_engine_") if backend.startswith("trtllm_engine_") else None
-    view = study
+    monkeypatch.chdir(tmp_path)  # the units name the engine the trtllm_build stage writes under results/
     if profile:
-        engine = stages.engine_dir(tmp_path, MODEL, profile)
+        engine = tmp_path / engine_dir(MODEL, profile)
         engine.mkdir(parents=True)
         (engine / "config.json").write_text("{}")
-        view = stages.engine_view(study, MODEL, profile, tmp_path)
-    cell = next(c for c in study.trtllm_cells() if c.backend == backend and c.batch_size == 2)
-    result = run_cell(view, cell, model_stage_dir, collect_environment())
+    unit = next(u for u in trtllm_units(study) if u.cell.backend == backend and u.cell.batch_size == 2)
+    cell = unit.cell
+    result = run_cell(unit, model_stage_dir, collect_environment())
 
     flow = "engine" if profile else "pytorch"
     band = band_for(version, flow)
@@ -148,7 +155,7 @@ def test_stand_in_run_calls_the_versions_api_with_contract_names_and_assembles_a
             assert unlisted(kwargs, band, checks[callee]) == [], callee
     (llm_kwargs,) = log.keywords(llm_class)
     if profile:
-        assert llm_kwargs["model"] == str(stages.engine_dir(tmp_path, MODEL, profile))
+        assert llm_kwargs["model"] == engine_dir(MODEL, profile)
     else:
         assert llm_kwargs["model"] == str(model_stage_dir.resolve()) and llm_kwargs["max_batch_size"] == 32
     sampling = log.keywords("tensorrt_llm.SamplingParams")
@@ -169,10 +176,11 @@ def test_stand_in_results_are_never_written_read_or_reported(
     monkeypatch: pytest.MonkeyPatch, study: StudyConfig, model_stage_dir: Path, tmp_path: Path,
 ) -> None:
     install(monkeypatch, "1.2.1")
-    cell = next(c for c in study.trtllm_cells() if c.backend == "trtllm_pytorch")
-    result = run_cell(study, cell, model_stage_dir, collect_environment())
+    unit = next(u for u in trtllm_units(study) if u.cell.backend == "trtllm_pytorch")
+    cell = unit.cell
+    result = run_cell(unit, model_stage_dir, collect_environment())
     path = cell.result_path(tmp_path)
-    with pytest.raises(ResultError, match="only results measured with an installed TensorRT-LLM"):
+    with pytest.raises(ResultError, match="only results measured with an installed tensorrt_llm"):
         write_result(path, result)
     assert not path.exists()
 
@@ -238,10 +246,10 @@ def test_convert_stage_says_where_it_looked_for_the_script(
 
 
 def test_every_trtllm_backend_name_resolves_to_its_class(study: StudyConfig) -> None:
-    for cell in study.trtllm_cells():
-        cls = backend_class(cell.backend)
+    for unit in trtllm_units(study):
+        cls = backend_class(unit.cell.backend)
         assert cls.memory_seen_by_torch_allocator is False
-        assert cls.flow == ("pytorch" if cell.backend == "trtllm_pytorch" else "engine")
+        assert cls.flow == ("pytorch" if unit.cell.backend == "trtllm_pytorch" else "engine")
 
 
 @pytest.mark.parametrize("message", [
@@ -257,8 +265,9 @@ def test_a_tensorrt_llm_out_of_memory_error_is_the_cells_recorded_outcome(
         raise RuntimeError(message)
 
     monkeypatch.setattr(backend_class("trtllm_pytorch"), "generate", out_of_memory)
-    cell = next(c for c in study.trtllm_cells() if c.backend == "trtllm_pytorch")
-    result = run_cell(study, cell, model_stage_dir, collect_environment())
+    unit = next(u for u in trtllm_units(study) if u.cell.backend == "trtllm_pytorch")
+    cell = unit.cell
+    result = run_cell(unit, model_stage_dir, collect_environment())
     assert result.status == "oom" and message.splitlines()[0] in result.error
     assert result.verdict.status == "fail" and result.latency is None
 
@@ -272,6 +281,6 @@ def test_other_tensorrt_llm_errors_still_stop_the_stage(
         raise RuntimeError("[TensorRT-LLM][ERROR] Assertion failed: engine built for another GPU")
 
     monkeypatch.setattr(backend_class("trtllm_pytorch"), "generate", broken)
-    cell = next(c for c in study.trtllm_cells() if c.backend == "trtllm_pytorch")
+    unit = next(u for u in trtllm_units(study) if u.cell.backend == "trtllm_pytorch")
     with pytest.raises(RuntimeError, match="another GPU"):
-        run_cell(study, cell, model_stage_dir, collect_environment())
+        run_cell(unit, model_stage_dir, collect_environment())

@@ -11,25 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from helpers.runs import composed_stages, run_in_copy as run
+
 from inference_study.trtllm.version import installed_version
 
 TRTLLM_STAGE = re.compile(r"^(trtllm_\w+)@(\S+)", re.MULTILINE)
-
-
-def run(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """A command in the repository copy, importing the copy's own sources."""
-    env = os.environ | {"PYTHONPATH": str(repo / "src"),
-                        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run(list(args), cwd=repo, capture_output=True, text=True, env=env)
-
-
-def composed_stages(repo: Path, pattern: re.Pattern[str], *overrides: str) -> set[str]:
-    """`name@item` of the DAG's stages matching `pattern` after composing params with `overrides`."""
-    composed = run(repo, sys.executable, "-m", "inference_study.cli", "compose", *overrides)
-    assert composed.returncode == 0, composed.stderr
-    listed = run(repo, sys.executable, "-m", "dvc", "stage", "list")
-    assert listed.returncode == 0, listed.stderr
-    return {f"{name}@{item}" for name, item in pattern.findall(listed.stdout)}
 
 
 def stages(repo: Path, *overrides: str) -> set[str]:

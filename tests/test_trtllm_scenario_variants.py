@@ -17,8 +17,8 @@ import yaml
 from helpers.trtllm_contract import NGRAM_DECODING, callee_objects, unlisted
 from helpers.trtllm_stand_in import import_connector, install_stand_in
 
-from helpers.repository import REPO_ROOT
-from inference_study.backends.trtllm import TrtllmPytorch, speculative_counters
+from helpers.repository import REPO_ROOT, trtllm_features
+from inference_study.backends.trtllm.backend import TrtllmPytorch, speculative_counters
 from inference_study.compose import compose_yaml
 from inference_study.config import validate_params
 from inference_study.tensor_files import CacheRefused
@@ -175,14 +175,14 @@ def test_counters_are_null_with_a_reason_where_the_version_reports_none() -> Non
 def _features(*overrides: str) -> list[str]:
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(REPO)
-        return validate_params(yaml.safe_load(compose_yaml(["scenario=cpu", *overrides]))).scenarios.trtllm_features()
+        return trtllm_features(validate_params(yaml.safe_load(compose_yaml(["scenario=cpu", *overrides]))))
 
 
 def test_variants_are_off_by_default_and_switched_on_per_scenario() -> None:
     assert _features() == []
     assert _features("scenarios.ngram.backends=[hf,trtllm_pytorch]") == ["ngram"]
     assert _features("scenarios.kv_persist.backends=[trtllm_pytorch]") == ["kv_connector"]
-    assert _features("scenarios.kv_persist.backends=[trtllm_pytorch]", "scenarios.kv_persist.models=[]") == []
+    assert _features("scenarios.kv_persist.backends=[trtllm_pytorch]", "sweep.scenarios=[ngram]") == []
 
 
 def test_preflight_refuses_a_variant_without_tensorrt_llm_or_on_a_version_without_it() -> None:

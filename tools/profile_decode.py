@@ -17,7 +17,7 @@ import torch
 import yaml
 from torch.profiler import ProfilerActivity, profile
 
-from inference_study.backends.registry import BACKEND_SETTINGS, backend_class
+from inference_study.registry import backend_class, sweepable_backends
 from inference_study.models import resolve_model
 from inference_study.workload import synthetic_input_ids
 
@@ -25,7 +25,7 @@ from inference_study.workload import synthetic_input_ids
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_stage_dir", type=Path)
-    parser.add_argument("backend", choices=sorted(BACKEND_SETTINGS))
+    parser.add_argument("backend", choices=sorted(sweepable_backends()))
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--input", type=int, default=512)
     parser.add_argument("--output", type=int, default=128)
@@ -37,7 +37,7 @@ def main() -> None:
 
     model_dir, _ = resolve_model(args.model_stage_dir)
     overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
-    settings = BACKEND_SETTINGS[args.backend](**overrides)
+    settings = sweepable_backends()[args.backend].settings(**overrides)
     backend = backend_class(args.backend)(settings, model_dir, args.dtype, "cuda")
     backend.load()
     vocab = backend.model.config.vocab_size

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from inference_study.config import Cell, StudyConfig
+from inference_study.plan import bench_units
 from inference_study.results import ResultError, read_result
 
 
@@ -49,7 +50,7 @@ def _describe(stage: str, changes: list[Any]) -> str:
 
 def cell_statuses(study: StudyConfig, results_dir: Path, dvc_changes: dict[Path, str]) -> list[CellStatus]:
     """Every cell the report would show, with its state; a file that fails validation is `invalid`."""
-    return [_status(cell, cell.result_path(results_dir), dvc_changes) for cell in study.all_cells()]
+    return [_status(unit.cell, unit.result_path(results_dir), dvc_changes) for unit in bench_units(study)]
 
 
 def _status(cell: Cell, path: Path, dvc_changes: dict[Path, str]) -> CellStatus:

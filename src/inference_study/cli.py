@@ -7,10 +7,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from inference_study.config import PARAMS_FILE, ConfigError, load_params
+from inference_study.config import PARAMS_FILE, load_params
 from inference_study.pipeline import REPORTS_DIR, RESULTS_DIR
+from inference_study.plan import bench_units, scenario_units
 from inference_study.roofline import ROOFLINE_NAME
 from inference_study.results import ResultError
+from inference_study.strict import ConfigError
 
 
 def _compose(args: argparse.Namespace) -> int:
@@ -35,8 +37,9 @@ def _report(args: argparse.Namespace) -> int:
 
     params, results = (args.inputs / "params.yaml", args.inputs) if args.inputs else (args.params, args.results)
     study = load_params(params)
-    if not any(cell.result_path(results).is_file() for cell in study.cells()):
-        raise ResultError(f"none of the {len(study.cells())} cells of {params} has a result under {results}/cells/: "
+    units = [*bench_units(study), *scenario_units(study)]
+    if not any(unit.result_path(results).is_file() for unit in units):
+        raise ResultError(f"none of the {len(units)} units of {params} has a result under {results}/cells/: "
                           "run `dvc repro`, or `dvc pull --allow-missing` to fetch shared results")
     out_dir = REPORTS_DIR / study.study.name
     headline = build_report(study, results, out_dir, results / ROOFLINE_NAME)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from inference_study.config import PARAMS_FILE, ConfigError, validate_params
+from inference_study.config import PARAMS_FILE, validate_params
+from inference_study.strict import ConfigError
 
 CONF_DIR = Path("conf")
 CONFIG_NAME = "config"

@@ -2,38 +2,25 @@
 
 `params.yaml` (composed from `conf/`) is the only configuration a stage reads. Every stage passes it
 through `StudyConfig` first, so a bad value stops the run before any work, with a message that names
-the key, the value and what is allowed.
+the key, the value and what is allowed. The sections of plug-ins (each scenario's settings, a backend
+family's own section) come from the registry: this module names no backend and no scenario.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, create_model, model_validator
 
-from inference_study.backends.base import BackendSettings
-from inference_study.backends.registry import BACKEND_SETTINGS, TRTLLM_PYTORCH, engine_backend, engine_profile
-from inference_study.scenarios.settings import ScenariosSection
-from inference_study.trtllm.settings import TrtllmEngineSettings, TrtllmSection
+from inference_study import registry
+from inference_study.comparisons import Comparisons
+from inference_study.strict import NAME_PATTERN, ConfigError, PositiveInt, Strict, format_errors, unique
 
 Dtype = Literal["float32", "float16", "bfloat16"]
 PARAMS_FILE = Path("params.yaml")
-PositiveInt = Annotated[int, Field(gt=0)]
 OutputLen = Annotated[int, Field(ge=2, description="TPOT needs at least two output tokens")]
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the key, the value and what is allowed."""
-
-
-class Strict(BaseModel):
-    """Base for config sections: unknown keys are errors, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ModelShape(Strict):
@@ -93,23 +80,20 @@ class BenchSettings(Strict):
     max_cv: float = Field(default=0.05, gt=0, description="repeats varying more than this warn the verdict")
 
 
-
-
-def _unique(values: list[Any]) -> list[Any]:
-    duplicates = sorted({v for v in values if values.count(v) > 1}, key=str)
-    if duplicates:
-        raise ValueError(f"values must be unique; repeated: {duplicates}")
-    return values
-
-
 class SweepSettings(Strict):
     """The grid; every list is a DVC matrix axis, so values must be unique (one stage per cell)."""
 
-    models: Annotated[list[str], Field(min_length=1), AfterValidator(_unique)]
-    backends: Annotated[list[str], Field(min_length=1), AfterValidator(_unique)]
-    batch_sizes: Annotated[list[PositiveInt], Field(min_length=1), AfterValidator(_unique)]
-    input_lens: Annotated[list[PositiveInt], Field(min_length=1), AfterValidator(_unique)]
-    output_lens: Annotated[list[OutputLen], Field(min_length=1), AfterValidator(_unique)]
+    models: Annotated[list[str], Field(min_length=1), AfterValidator(unique)]
+    backends: Annotated[list[str], Field(min_length=1), AfterValidator(unique)]
+    batch_sizes: Annotated[list[PositiveInt], Field(min_length=1), AfterValidator(unique)]
+    input_lens: Annotated[list[PositiveInt], Field(min_length=1), AfterValidator(unique)]
+    output_lens: Annotated[list[OutputLen], Field(min_length=1), AfterValidator(unique)]
+    scenarios: Annotated[list[str], AfterValidator(unique)] = Field(
+        default_factory=list, description="scenarios run on every scenario model; empty: none"
+    )
+    scenario_models: Annotated[list[str], AfterValidator(unique)] = Field(
+        default_factory=list, description="the models each listed scenario runs on"
+    )
 
 
 class Cell(Strict):
@@ -129,6 +113,10 @@ class Cell(Strict):
         return results_dir / "cells" / f"{self.key}.json"
 
 
+def scenario_result_path(results_dir: Path, scenario: str, model: str) -> Path:
+    return results_dir / "cells" / model / "scenarios" / f"{scenario}.json"
+
+
 class Target(Strict):
     """A performance bar the report checks against one measured cell: a benchmark, not a test.
 
@@ -144,53 +132,56 @@ class Target(Strict):
 
 
 class StudySection(Strict):
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
     targets: list[Target] = Field(default_factory=list, description="performance bars shown in the report")
     setup_share_at_most_pct: float | None = Field(
         default=None, gt=0, le=100, description="bar on setup (load, compile, warmup) as a share of cell wall time"
     )
+    comparisons: Comparisons = Field(default_factory=Comparisons, description="what the report sets side by side")
 
 
-class StudyConfig(Strict):
+class CoreStudyConfig(Strict):
+    """The sections every study has; the plug-ins' sections are added below from the registry."""
+
     study: StudySection
     models: dict[str, ModelSpec]
     backends: dict[str, dict[str, Any]]
     bench: BenchSettings
     sweep: SweepSettings
-    trtllm: TrtllmSection = Field(default_factory=TrtllmSection)
-    scenarios: ScenariosSection = Field(default_factory=ScenariosSection)
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> StudyConfig:
-        for name in self.sweep.models:
-            if name not in self.models:
-                raise ValueError(f"sweep.models: unknown model {name!r}; allowed: {sorted(self.models)}")
+    def _cross_checks(self) -> CoreStudyConfig:
+        rungs = registry.sweepable_backends()
+        for key in ("models", "scenario_models"):
+            for name in getattr(self.sweep, key):
+                if name not in self.models:
+                    raise ValueError(f"sweep.{key}: unknown model {name!r}; allowed: {sorted(self.models)}")
         for name in self.sweep.backends:
-            if name not in BACKEND_SETTINGS:
-                raise ValueError(f"sweep.backends: unknown backend {name!r}; allowed: {sorted(BACKEND_SETTINGS)}")
+            if name not in rungs:
+                raise ValueError(f"sweep.backends: unknown backend {name!r}; allowed: {sorted(rungs)}")
+        outside = [name for name in self.sweep.scenario_models if name not in self.sweep.models]
+        if outside:
+            raise ValueError(f"sweep.scenario_models: {outside} not in sweep.models, whose model stages prepare "
+                             f"every model a stage runs; allowed: {self.sweep.models}")
+        for name in self.sweep.scenarios:
+            if name not in registry.scenarios():
+                raise ValueError(f"sweep.scenarios: unknown scenario {name!r}; allowed: {sorted(registry.scenarios())}")
         for index, target in enumerate(self.study.targets):
-            if target.cell.model not in self.models or target.cell.backend not in BACKEND_SETTINGS:
+            if target.cell.model not in self.models or registry.family_of(target.cell.backend) is None:
                 raise ValueError(f"study.targets.{index}.cell: unknown model {target.cell.model!r} or backend "
-                                 f"{target.cell.backend!r}; allowed: {sorted(self.models)} and {sorted(BACKEND_SETTINGS)}")
-        for key in ("models", "pytorch_models"):
-            outside = [name for name in getattr(self.trtllm, key) if name not in self.sweep.models]
-            if outside:
-                raise ValueError(f"trtllm.{key}: {outside} not in sweep.models (TensorRT-LLM cells are compared "
-                                 f"with the PyTorch rungs of the same model); allowed: {self.sweep.models}")
-        problems = self.trtllm.sweep_errors(self.sweep.batch_sizes, self.sweep.input_lens, self.sweep.output_lens)
-        if problems:
-            raise ValueError("\n".join(problems))
+                                 f"{target.cell.backend!r}; allowed: {sorted(self.models)} and {sorted(rungs)}")
         for name, settings in self.backends.items():
-            if name not in BACKEND_SETTINGS:
-                raise ValueError(f"backends.{name}: unknown backend; allowed: {sorted(BACKEND_SETTINGS)}")
+            if name not in rungs:
+                raise ValueError(f"backends.{name}: unknown backend; allowed: {sorted(rungs)}")
             try:
-                BACKEND_SETTINGS[name].model_validate(settings)
+                rungs[name].settings.model_validate(settings)
             except ValidationError as error:
-                raise ValueError(_format_errors(error, prefix=f"backends.{name}")) from None
-        problems = self.scenarios.model_errors({name: spec.max_seq_len for name, spec in self.models.items()})
+                raise ValueError(format_errors(error, prefix=f"backends.{name}")) from None
+        problems = [problem for family in registry.families() for problem in family.errors(self)]
+        problems += self._scenario_errors()
         for name in self.sweep.backends:
-            problems += self.backend_settings(name).sweep_errors(
+            problems += rungs[name].settings.model_validate(self.backends.get(name, {})).sweep_errors(
                 self.sweep.batch_sizes, self.sweep.input_lens, self.sweep.output_lens
             )
         if problems:
@@ -205,111 +196,68 @@ class StudyConfig(Strict):
                 )
         return self
 
-    def backend_settings(self, name: str) -> BackendSettings:
-        """The typed settings of one backend (its defaults when params.yaml gives none).
+    # TRANSITION (removed once the report reads the plan): the cell lists the report package still asks for.
+    def all_cells(self) -> list[Cell]:
+        from inference_study.plan import bench_units
 
-        TensorRT-LLM settings come from the `trtllm` section; an engine backend's `engine_dir` is set by
-        the trtllm_bench stage (`trtllm.stages.engine_view`), which measures one model's engine.
-        """
-        if name == TRTLLM_PYTORCH:
-            return self.trtllm.pytorch
-        profile = engine_profile(name)
-        if profile is not None:
-            return TrtllmEngineSettings(profile=profile, build=self.trtllm.profiles[profile],
-                                        kv_cache=self.trtllm.kv_cache, **self.backends.get(name, {}))
-        return BACKEND_SETTINGS[name].model_validate(self.backends.get(name, {}))
+        return [unit.cell for unit in bench_units(self)]
 
     def cells(self) -> list[Cell]:
-        """Every cell of the sweep, in a stable order; the report reads this list, never a glob."""
-        s = self.sweep
-        return [
-            Cell(model=m, backend=b, batch_size=bs, input_len=i, output_len=o)
-            for m in s.models
-            for b in s.backends
-            for bs in s.batch_sizes
-            for i in s.input_lens
-            for o in s.output_lens
-        ]
+        return [cell for cell in self.all_cells() if cell.backend in self.sweep.backends]
 
-    def trtllm_cells(self) -> list[Cell]:
-        """The TensorRT-LLM cells: every engine profile of `trtllm.models`, and `trtllm.pytorch_models`."""
-        backends = [(m, engine_backend(p)) for m in self.trtllm.models for p in self.trtllm.engines]
-        backends += [(m, TRTLLM_PYTORCH) for m in self.trtllm.pytorch_models]
-        s = self.sweep
-        return [
-            Cell(model=m, backend=b, batch_size=bs, input_len=i, output_len=o)
-            for m, b in backends
-            for bs in s.batch_sizes
-            for i in s.input_lens
-            for o in s.output_lens
-        ]
-
-    def all_cells(self) -> list[Cell]:
-        """The PyTorch cells, then the TensorRT-LLM cells: everything the report shows."""
-        return self.cells() + self.trtllm_cells()
-
-    def validate_cell(self, raw: dict[str, Any]) -> Cell:
-        """Check cell coordinates given on the command line against this study's models and backends."""
-        try:
-            cell = Cell.model_validate(raw)
-        except ValidationError as error:
-            raise ConfigError("invalid cell:\n" + _format_errors(error, prefix="cell")) from None
-        if cell.model not in self.models:
-            raise ConfigError(f"cell.model: unknown model {cell.model!r}; allowed: {sorted(self.models)}")
-        if cell.backend not in BACKEND_SETTINGS:
-            raise ConfigError(f"cell.backend: unknown backend {cell.backend!r}; allowed: {sorted(BACKEND_SETTINGS)}")
-        limit = self.models[cell.model].max_seq_len
-        if cell.input_len + cell.output_len > limit:
-            raise ConfigError(
-                f"cell.input_len: {cell.input_len} + output {cell.output_len} exceeds "
-                f"models.{cell.model}.max_seq_len={limit}"
-            )
-        problems = self.backend_settings(cell.backend).sweep_errors([cell.batch_size], [cell.input_len],
-                                                                    [cell.output_len])
-        if problems:
-            raise ConfigError("\n".join(problems))
-        return cell
-
-    def cell_config_hash(self, cell: Cell) -> str:
-        """Hash of everything that defines a cell's measurement, so results from other settings are told apart."""
-        payload = {
-            "cell": cell.model_dump(),
-            "model": self.models[cell.model].model_dump(),
-            "backend": self.backend_settings(cell.backend).model_dump(),
-            "bench": self.bench.model_dump(),
-        }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    def _scenario_errors(self) -> list[str]:
+        """Variants a scenario does not have, and requests longer than a scenario model allows."""
+        problems = []
+        for name, spec in registry.scenarios().items():
+            settings = getattr(self.scenarios, name)
+            unknown = [variant for variant in settings.backends if variant not in spec.variants]
+            if unknown:
+                problems.append(f"scenarios.{name}.backends: {unknown} are not variants of this scenario; "
+                                f"allowed: {list(spec.variants)}")
+            for model in self.sweep.scenario_models if name in self.sweep.scenarios else []:
+                if settings.longest_sequence() > self.models[model].max_seq_len:
+                    problems.append(f"scenarios.{name}: longest request {settings.longest_sequence()} tokens "
+                                    f"exceeds models.{model}.max_seq_len={self.models[model].max_seq_len}")
+        return problems
 
 
-    def scenario_config_hash(self, scenario: str, model: str) -> str:
-        """Hash of what defines one scenario's measurement on one model (its settings, model and bench); the
-        scenario's list of models is left out: running it on one more model changes nothing measured here."""
-        payload = {
-            "scenario": scenario,
-            "settings": getattr(self.scenarios, scenario).model_dump(exclude={"models"}),
-            "model": self.models[model].model_dump(),
-            "bench": self.bench.model_dump(),
-        }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+def _plugin_sections() -> dict[str, Any]:
+    """`scenarios` (one field per registered scenario) and each backend family's own section, typed."""
+    scenario_fields = {name: (spec.settings, Field(default_factory=spec.settings))
+                       for name, spec in registry.scenarios().items()}
+    section = create_model("ScenariosSection", __base__=Strict, **scenario_fields)
+    section.__doc__ = "Every scenario's settings; `sweep.scenarios` says which run."
+    fields = {"scenarios": (section, Field(default_factory=section))}
+    return fields | {key: (model, Field(default_factory=model)) for key, model in registry.sections().items()}
 
 
-def _format_errors(error: ValidationError, prefix: str = "") -> str:
-    lines = []
-    for item in error.errors():
-        loc = ".".join(str(part) for part in (prefix, *item["loc"]) if part != "")
-        message = item["msg"].removeprefix("Value error, ")
-        shown = item.get("input")
-        value = "" if isinstance(shown, dict) or shown is None else f" (got {shown!r})"
-        lines.append(f"{loc}: {message}{value}" if loc else f"{message}{value}")
-    return "\n".join(lines)
+StudyConfig = create_model("StudyConfig", __base__=CoreStudyConfig, **_plugin_sections())
+
+
+def upgrade_scenario_models(raw: dict[str, Any]) -> dict[str, Any]:
+    """Params written when each scenario listed its own `models` (committed report inputs): the same runs
+    as `sweep.scenarios` x `sweep.scenario_models`, which holds whenever the listed models are the same."""
+    sections = raw.get("scenarios")
+    if not isinstance(sections, dict) or not any(isinstance(s, dict) and "models" in s for s in sections.values()):
+        return raw
+    sections = {name: dict(s) for name, s in sections.items()}
+    listed = {name: s.pop("models") for name, s in sections.items() if "models" in s}
+    enabled = {name: models for name, models in listed.items() if models}
+    model_lists = {tuple(models) for models in enabled.values()}
+    if len(model_lists) > 1:
+        raise ConfigError(f"scenarios: each scenario lists its own models ({enabled}); give one list as "
+                          "sweep.scenario_models and the scenarios as sweep.scenarios")
+    sweep = {**raw.get("sweep", {}), "scenarios": list(enabled),
+             "scenario_models": list(model_lists.pop()) if model_lists else []}
+    return {**raw, "scenarios": sections, "sweep": sweep}
 
 
 def validate_params(raw: dict[str, Any]) -> StudyConfig:
     """Validate a composed params mapping; raise ConfigError naming every bad key."""
     try:
-        return StudyConfig.model_validate(raw)
+        return StudyConfig.model_validate(upgrade_scenario_models(raw))
     except ValidationError as error:
-        raise ConfigError("invalid configuration:\n" + _format_errors(error)) from None
+        raise ConfigError("invalid configuration:\n" + format_errors(error)) from None
 
 
 def load_params(path: Path = PARAMS_FILE) -> StudyConfig:

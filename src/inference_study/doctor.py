@@ -11,7 +11,9 @@ import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from inference_study.config import PARAMS_FILE, ConfigError
+from inference_study import registry
+from inference_study.config import PARAMS_FILE
+from inference_study.strict import ConfigError
 
 STATES = ("ok", "absent", "warn", "problem")
 
@@ -66,14 +68,12 @@ def _libraries() -> list[Finding]:
 
 def _backends() -> list[Finding]:
     """Every registered backend on the device `bench.device: auto` would pick here."""
-    import torch
-
-    from inference_study.backends.registry import BACKEND_SETTINGS, backend_class
+    import torch  # heavy: doctor's other checks run without it
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     findings = []
-    for name in BACKEND_SETTINGS:
-        reason = backend_class(name).unavailable_reason(device)
+    for name in registry.sweepable_backends():
+        reason = registry.backend_class(name).unavailable_reason(device)
         findings.append(
             Finding(f"backend {name}", "problem" if reason else "ok", reason or f"can run on {device}")
         )

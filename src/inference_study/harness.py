@@ -1,4 +1,4 @@
-"""Measure one cell: load, warm up, time N iterations, and assemble a validated result.
+"""Measure one bench unit: load, warm up, time N iterations, and assemble a validated result.
 
 The device is synchronized before and after the timed iterations (inside `Backend.generate`, around
 each call) and never inside them. A GPU out-of-memory error becomes the cell's recorded outcome.
@@ -11,15 +11,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from inference_study.backends.base import Backend, Generation
-from inference_study.backends.registry import backend_class
-from inference_study.config import BenchSettings, Cell, ConfigError, StudyConfig
+from inference_study import registry
+from inference_study.backend import Backend, Generation
+from inference_study.config import BenchSettings, Cell, ModelSpec
 from inference_study.environment import Environment
 from inference_study.gpu import NvmlSampler, nvml_handle, usage_from
 from inference_study.metrics import headline, latency, throughput
 from inference_study.models import model_geometry, resolve_model, safetensors_size
+from inference_study.plan import BenchUnit
 from inference_study.progress import progress
 from inference_study.results import BackendInfo, CellResult, ModelGeometry, ModelInfo, Phases, Tokens, Workload
+from inference_study.strict import ConfigError
 from inference_study.validity import judge
 from inference_study.workload import synthetic_input_ids, token_hash
 
@@ -28,7 +30,7 @@ DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 
 def resolve_device(requested: str) -> str:
-    import torch
+    import torch  # heavy: keeps the core importable without loading torch
 
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -127,20 +129,24 @@ def _measure(
     return generations, phases, "ok", None
 
 
-def run_cell(
-    config: StudyConfig, cell: Cell, model_stage_dir: Path, environment: Environment
-) -> CellResult:
-    """Measure `cell`; a GPU OOM or a wrong token count is recorded in the result, not raised."""
-    device = resolve_device(config.bench.device)
-    model_dir, provenance = resolve_model(model_stage_dir)
-    spec = config.models[cell.model]
-    geometry = ModelGeometry(**model_geometry(model_dir, DTYPE_BYTES[spec.dtype]))
-    input_ids = synthetic_input_ids(cell.batch_size, cell.input_len, geometry.vocab_size, config.bench.seed)
-    settings = config.backend_settings(cell.backend)
-    backend: Backend = backend_class(cell.backend)(settings, model_dir, spec.dtype, device)
+def model_info(name: str, spec: ModelSpec, model_dir: Path, random_weights: bool) -> ModelInfo:
+    """What a result records about the model it measured, read from the prepared directory."""
     parameters, weight_bytes = safetensors_size(model_dir)
-    watch = _GpuWatch(device, config.bench.gpu_sample_interval_ms / 1000)
-    generations, phases, status, error = _measure(backend, input_ids, cell, config.bench, watch)
+    return ModelInfo(name=name, source=spec.source, architecture=spec.architecture, dtype=spec.dtype,
+                     random_weights=random_weights, parameters=parameters, weight_bytes=weight_bytes,
+                     geometry=ModelGeometry(**model_geometry(model_dir, DTYPE_BYTES[spec.dtype])))
+
+
+def run_cell(unit: BenchUnit, model_stage_dir: Path, environment: Environment) -> CellResult:
+    """Measure `unit`; a GPU OOM or a wrong token count is recorded in the result, not raised."""
+    cell, bench, settings = unit.cell, unit.bench, unit.settings
+    device = resolve_device(bench.device)
+    model_dir, provenance = resolve_model(model_stage_dir)
+    model = model_info(cell.model, unit.model, model_dir, provenance["random_weights"])
+    input_ids = synthetic_input_ids(cell.batch_size, cell.input_len, model.geometry.vocab_size, bench.seed)
+    backend: Backend = registry.backend_class(cell.backend)(settings, model_dir, unit.model.dtype, device)
+    watch = _GpuWatch(device, bench.gpu_sample_interval_ms / 1000)
+    generations, phases, status, error = _measure(backend, input_ids, cell, bench, watch)
     tokens = _produced(generations, cell.output_len)
     if tokens and (tokens.produced_min, tokens.produced_max) != (cell.output_len, cell.output_len):
         status = "failed"
@@ -150,9 +156,9 @@ def run_cell(
     cell_headline = headline(generations) if measured else None
     gpu_usage = watch.usage()
     verdict = judge(
-        status=status, error=error, warmup_iterations=config.bench.warmup_iterations, latency=cell_latency,
+        status=status, error=error, warmup_iterations=bench.warmup_iterations, latency=cell_latency,
         headline=cell_headline, gpu=gpu_usage, memory_seen_by_torch_allocator=backend.memory_seen_by_torch_allocator,
-        on_gpu=device.startswith("cuda"), max_cv=config.bench.max_cv,
+        on_gpu=device.startswith("cuda"), max_cv=bench.max_cv,
     )
     null_reasons = dict(watch.reasons)
     if not measured:
@@ -162,27 +168,18 @@ def run_cell(
         status=status,
         error=error,
         cell=cell,
-        config_hash=config.cell_config_hash(cell),
+        config_hash=unit.config_hash,
         device=device,
-        warmup_iterations=config.bench.warmup_iterations,
-        iterations=config.bench.iterations,
-        model=ModelInfo(
-            name=cell.model,
-            source=spec.source,
-            architecture=spec.architecture,
-            dtype=spec.dtype,
-            random_weights=provenance["random_weights"],
-            parameters=parameters,
-            weight_bytes=weight_bytes,
-            geometry=geometry,
-        ),
+        warmup_iterations=bench.warmup_iterations,
+        iterations=bench.iterations,
+        model=model,
         backend=BackendInfo(
             name=cell.backend,
             description=backend.description,
             settings=settings.model_dump(),
             memory_seen_by_torch_allocator=backend.memory_seen_by_torch_allocator,
         ),
-        workload=Workload(seed=config.bench.seed, input_token_hash=token_hash(input_ids)),
+        workload=Workload(seed=bench.seed, input_token_hash=token_hash(input_ids)),
         environment=environment,
         environment_fingerprint=environment.fingerprint,
         tokens=tokens,

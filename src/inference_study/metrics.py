@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from inference_study.backends.base import Generation
+from inference_study.backend import Generation
 
 PERCENTILES = (50, 90, 95, 99)
 

@@ -13,7 +13,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from inference_study.config import ConfigError, ModelSpec
+from inference_study.config import ModelSpec
+from inference_study.strict import ConfigError
 from inference_study.progress import steps
 
 PROVENANCE_FILE = "study_model.json"

@@ -5,9 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from inference_study.config import ConfigError, StudyConfig
-from inference_study.results import write_json_atomic
-from inference_study.roofline import ROOFLINE_NAME
+from inference_study.config import StudyConfig
+from inference_study.environment import collect_environment
+from inference_study.models import prepare_model
+from inference_study.plan import bench_unit, scenario_unit
+from inference_study.results import write_json_atomic, write_result, write_scenario_result
+from inference_study.roofline import ROOFLINE_NAME, measure_roofline
+from inference_study.run import run_unit
+from inference_study.strict import ConfigError
 
 RESULTS_DIR = Path("results")
 REPORTS_DIR = Path("reports")
@@ -20,23 +25,16 @@ def model_dir(name: str) -> Path:
 
 def environment_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> None:
     """Fingerprint the machine; the file changes only when the machine or its software does."""
-    from inference_study.environment import collect_environment
-
     write_json_atomic(output_root / ENV_NAME, collect_environment().model_dump())
 
 
 def roofline_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> None:
     """Measure the GPU's memory bandwidth and matmul throughput once per environment."""
-    from inference_study.environment import collect_environment
-    from inference_study.roofline import measure_roofline
-
     roofline = measure_roofline(collect_environment().gpu_name)
     write_json_atomic(output_root / ROOFLINE_NAME, roofline.model_dump())
 
 
 def model_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> None:
-    from inference_study.models import prepare_model
-
     name = _require(cell, "model")
     if name not in study.models:
         raise ConfigError(f"cell.model: unknown model {name!r}; allowed: {sorted(study.models)}")
@@ -48,35 +46,22 @@ def bench_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> 
 
     The model always comes from the pipeline's prepared copy under results/models/.
     """
-    from inference_study.environment import collect_environment
-    from inference_study.harness import run_cell
-    from inference_study.results import write_result
-
-    target = study.validate_cell(cell)
-    result = run_cell(study, target, model_dir(target.model), collect_environment())
-    write_result(target.result_path(output_root), result)
-    print(f"{target.key}: {result.status}" + (f" ({result.error})" if result.error else ""))
+    unit = bench_unit(study, cell)
+    result = run_unit(unit, model_dir(unit.cell.model), collect_environment())
+    write_result(unit.result_path(output_root), result)
+    print(f"{unit.cell.key}: {result.status}" + (f" ({result.error})" if result.error else ""))
 
 
 def scenario_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> None:
     """Run one scenario (`+cell.scenario`) on one model (`+cell.model`) and write its result."""
-    from inference_study.environment import collect_environment
-    from inference_study.results import scenario_result_path, write_scenario_result
-    from inference_study.scenarios.run import run_scenario
-
-    scenario, model = _require(cell, "scenario"), _require(cell, "model")
-    enabled = study.scenarios.enabled()
-    if scenario not in enabled or model not in enabled[scenario].models:
-        runs = {name: settings.models for name, settings in enabled.items()}
-        raise ConfigError(f"cell.scenario: {scenario!r} on {model!r} is not configured to run; "
-                          f"configured: {runs}")
-    result = run_scenario(study, scenario, model, model_dir(model), collect_environment())
-    write_scenario_result(scenario_result_path(output_root, scenario, model), result)
-    print(f"scenario {scenario} on {model}: {result.status}" + (f" ({result.error})" if result.error else ""))
+    unit = scenario_unit(study, cell)
+    result = run_unit(unit, model_dir(unit.model_name), collect_environment())
+    write_scenario_result(unit.result_path(output_root), result)
+    print(f"{unit.key}: {result.status}" + (f" ({result.error})" if result.error else ""))
 
 
 def report_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> None:
-    from inference_study.report import build_report
+    from inference_study.report import build_report  # imports matplotlib and pandas
 
     build_report(study, output_root, REPORTS_DIR / study.study.name, output_root / ROOFLINE_NAME)
 

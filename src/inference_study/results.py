@@ -1,4 +1,9 @@
-"""One JSON per cell: versioned, validated on write and on read, written atomically, self-describing."""
+"""One JSON per unit: versioned, validated on write and on read, written atomically, self-describing.
+
+Every result kind shares one header (status, error, config hash, device, model, environment, null
+reasons) and one provenance rule; a scenario's own record type comes from the registry, so this module
+names no backend and no scenario.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +13,15 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, SerializeAsAny, ValidationError, field_validator, model_validator
 
-from inference_study.backends.registry import is_trtllm
+from inference_study import registry
 from inference_study.config import Cell
-from inference_study.environment import STAND_IN_MARK, Environment
+from inference_study.environment import Environment
 from inference_study.gpu import GpuUsage
 from inference_study.metrics import Headline, Latency, Throughput
-from inference_study.scenarios.records import ScenarioRecord
-from inference_study.scenarios.settings import ScenarioName
-from inference_study.validity import Verdict
+from inference_study.scenario import ScenarioRecord
+from inference_study.validity import Verdict, judge
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -88,20 +92,38 @@ class Phases(Record):
     measure_s: float | None = None
 
 
-class CellResult(Record):
-    schema_version: Literal[2] = SCHEMA_VERSION
+class ResultHeader(Record):
+    """What every result says about itself, whatever it measured: outcome, identity and where it ran."""
+
     status: Status
     error: str | None = None
-    cell: Cell
     config_hash: str
     device: str
-    warmup_iterations: int
-    iterations: int
     model: ModelInfo | None
-    backend: BackendInfo
-    workload: Workload
     environment: Environment
     environment_fingerprint: str
+    null_reasons: dict[str, str]
+
+    @model_validator(mode="after")
+    def _header_consistent(self) -> ResultHeader:
+        if self.status != "ok" and not self.error:
+            raise ValueError(f"status {self.status!r} needs an error message")
+        if self.environment_fingerprint != self.environment.fingerprint:
+            raise ValueError("environment_fingerprint does not match the environment it describes")
+        return self
+
+    def measured_backends(self) -> set[str]:
+        """The backends whose numbers this result holds (for the provenance rule)."""
+        return set()
+
+
+class CellResult(ResultHeader):
+    schema_version: Literal[2] = SCHEMA_VERSION
+    cell: Cell
+    warmup_iterations: int
+    iterations: int
+    backend: BackendInfo
+    workload: Workload
     tokens: Tokens | None = None
     output_ids: list[list[int]] | None = None  # greedy tokens of the last timed iteration, for equivalence
     latency: Latency | None = None
@@ -110,7 +132,6 @@ class CellResult(Record):
     verdict: Verdict
     gpu: GpuUsage
     phases: Phases
-    null_reasons: dict[str, str]
 
     @model_validator(mode="after")
     def _consistent(self) -> CellResult:
@@ -118,14 +139,13 @@ class CellResult(Record):
             raise ValueError("status 'ok' needs latency, throughput and tokens")
         if self.status != "ok" and self.verdict.status != "fail":
             raise ValueError(f"a cell with status {self.status!r} cannot have verdict {self.verdict.status!r}")
-        if self.status != "ok" and not self.error:
-            raise ValueError(f"status {self.status!r} needs an error message")
-        if self.environment_fingerprint != self.environment.fingerprint:
-            raise ValueError("environment_fingerprint does not match the environment it describes")
         for name in self.null_fields():
             if name not in self.null_reasons:
                 raise ValueError(f"{name} is null without a reason in null_reasons")
         return self
+
+    def measured_backends(self) -> set[str]:
+        return {self.backend.name}
 
     def null_fields(self) -> list[str]:
         """Measured fields that are null: each must carry a reason (never a silent 0)."""
@@ -139,55 +159,48 @@ class CellResult(Record):
 SCENARIO_SCHEMA_VERSION = 1
 
 
-class ScenarioResult(Record):
-    """One scenario on one model: the common header of a cell result, plus the scenario's own record.
+class ScenarioResult(ResultHeader):
+    """One scenario on one model: the common header, plus the scenario's own record.
 
     The header is versioned here (`schema_version`); the record's fields by its own `record_version`.
     """
 
     schema_version: Literal[1] = SCENARIO_SCHEMA_VERSION
     kind: Literal["scenario"] = "scenario"
-    scenario: ScenarioName
-    status: Status
-    error: str | None = None
-    config_hash: str
-    device: str
-    model: ModelInfo
-    environment: Environment
-    environment_fingerprint: str
-    record: ScenarioRecord | None
-    null_reasons: dict[str, str]
+    scenario: str
+    record: SerializeAsAny[ScenarioRecord] | None
+
+    @field_validator("record", mode="before")
+    @classmethod
+    def _registered_record(cls, value: object) -> object:
+        """A record is validated by the type its scenario registered, told apart by its `scenario` field."""
+        if isinstance(value, dict):
+            spec = registry.scenarios().get(value.get("scenario"))
+            if spec is None:
+                raise ValueError(f"record of unknown scenario {value.get('scenario')!r}; "
+                                 f"allowed: {sorted(registry.scenarios())}")
+            return spec.record.model_validate(value)
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> ScenarioResult:
+        if self.scenario not in registry.scenarios():
+            raise ValueError(f"unknown scenario {self.scenario!r}; allowed: {sorted(registry.scenarios())}")
         if (self.status == "ok") != (self.record is not None):
             raise ValueError("status 'ok' needs a record, and only status 'ok' has one")
         if self.record is not None and self.record.scenario != self.scenario:
             raise ValueError(f"record of scenario {self.record.scenario!r} in a {self.scenario!r} result")
-        if self.status != "ok" and not self.error:
-            raise ValueError(f"status {self.status!r} needs an error message")
         if self.record is None and "record" not in self.null_reasons:
             raise ValueError("record is null without a reason in null_reasons")
-        if self.environment_fingerprint != self.environment.fingerprint:
-            raise ValueError("environment_fingerprint does not match the environment it describes")
-        version = self.environment.tensorrt_llm
-        measured_by_trtllm = any(getattr(row, "backend", "hf") != "hf" for row in getattr(self.record, "rows", []))
-        if measured_by_trtllm and (version is None or STAND_IN_MARK in version):
-            raise ValueError(
-                f"TensorRT-LLM rows from an environment whose tensorrt_llm is {version!r}: TensorRT-LLM numbers "
-                "come only from an installed TensorRT-LLM, never from a stand-in or from none"
-            )
         return self
 
-
-def scenario_result_path(results_dir: Path, scenario: str, model: str) -> Path:
-    return results_dir / "cells" / model / "scenarios" / f"{scenario}.json"
+    def measured_backends(self) -> set[str]:
+        return self.record.measured_backends() if self.record is not None else set()
 
 
 def write_scenario_result(path: Path, result: ScenarioResult) -> None:
     """Validate, then write atomically."""
-    checked = ScenarioResult.model_validate(result.model_dump())
-    write_text_atomic(path, checked.model_dump_json(indent=2) + "\n")
+    write_text_atomic(path, _validated(ScenarioResult, path, result.model_dump()).model_dump_json(indent=2) + "\n")
 
 
 def read_scenario_result(path: Path) -> ScenarioResult:
@@ -196,26 +209,24 @@ def read_scenario_result(path: Path) -> ScenarioResult:
     version = raw.get("schema_version") if isinstance(raw, dict) else None
     if not isinstance(raw, dict) or raw.get("kind") != "scenario" or version != SCENARIO_SCHEMA_VERSION:
         raise ResultError(f"{path}: not a scenario result of schema {SCENARIO_SCHEMA_VERSION}")
+    return _validated(ScenarioResult, path, raw)
+
+
+def _validated(kind: type[ResultHeader], path: Path, raw: dict[str, Any]) -> Any:
+    """The result `raw` holds, checked against its schema and the provenance rule, on write and on read."""
     try:
-        return ScenarioResult.model_validate(raw)
+        result = kind.model_validate(raw)
     except ValidationError as error:
-        raise ResultError(f"{path}: does not match the scenario result schema:\n{error}") from None
-
-
-def check_trtllm_provenance(path: Path, result: CellResult) -> None:
-    """A TensorRT-LLM backend's result must come from an installed TensorRT-LLM, never a stand-in or none."""
-    version = result.environment.tensorrt_llm
-    if is_trtllm(result.backend.name) and (version is None or STAND_IN_MARK in version):
-        raise ResultError(
-            f"{path}: a {result.backend.name} result recorded tensorrt_llm={version!r}; only results measured "
-            "with an installed TensorRT-LLM are accepted as TensorRT-LLM results"
-        )
+        raise ResultError(f"{path}: does not match the {kind.__name__} schema:\n{error}") from None
+    problem = registry.provenance_error(result.measured_backends(), result.environment)
+    if problem:
+        raise ResultError(f"{path}: {problem}")
+    return result
 
 
 def write_result(path: Path, result: CellResult) -> None:
     """Validate, then write atomically."""
-    check_trtllm_provenance(path, result)
-    write_text_atomic(path, CellResult.model_validate(result.model_dump()).model_dump_json(indent=2) + "\n")
+    write_text_atomic(path, _validated(CellResult, path, result.model_dump()).model_dump_json(indent=2) + "\n")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -245,12 +256,7 @@ def read_result(path: Path) -> CellResult:
         raise ResultError(
             f"{path}: schema_version {found!r} is not one of {READABLE_VERSIONS}: not a result of this study"
         )
-    try:
-        result = CellResult.model_validate(upgrade_v1(raw) if raw["schema_version"] == 1 else raw)
-    except ValidationError as error:
-        raise ResultError(f"{path}: does not match the result schema:\n{error}") from None
-    check_trtllm_provenance(path, result)
-    return result
+    return _validated(CellResult, path, upgrade_v1(raw) if raw["schema_version"] == 1 else raw)
 
 
 def _read_json(path: Path) -> Any:
@@ -268,9 +274,6 @@ SCHEMA_1_GAP = "recorded with result schema 1, before this was measured"
 def upgrade_v1(raw: dict[str, Any]) -> dict[str, Any]:
     """Read a schema-1 result as schema 2: keep every measured value, judge its verdict from what it
     holds, and mark what schema 1 did not record (repeat intervals, clocks) as null with that reason."""
-    from inference_study.metrics import Latency
-    from inference_study.validity import judge
-
     upgraded = {**raw, "schema_version": 2, "headline": None}
     upgraded["backend"] = {**raw["backend"], "memory_seen_by_torch_allocator": True}  # schema 1: torch only
     gpu = GpuUsage.model_validate(raw["gpu"])

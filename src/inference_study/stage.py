@@ -9,11 +9,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from inference_study.config import ConfigError, StudyConfig, validate_params
+from inference_study.config import StudyConfig, validate_params
 from inference_study.models import ModelSourceError
 from inference_study.pipeline import RESULTS_DIR
+from inference_study.plan import variant_features
 from inference_study.progress import configure_library_bars
 from inference_study.results import ResultError
+from inference_study.strict import ConfigError
 
 EXPECTED_ERRORS = (ConfigError, ModelSourceError, ResultError)
 
@@ -32,16 +34,14 @@ def run_stage(cfg: DictConfig, action: StageAction, output_root: Path) -> None:
     """Validate before any work, run `action`, and turn expected errors into one clear line on stderr.
 
     Library progress bars follow the study's rule (quiet in CI and off a terminal) from the start.
-    Every stage also checks that a study enabling TensorRT-LLM runs where TensorRT-LLM can: whichever
-    stage DVC starts first stops the run before any work, with the install route.
+    Every stage also runs each backend family's preflight (TensorRT-LLM: is it installed, at a version
+    that runs what the study enables?): whichever stage DVC starts first stops the run before any work.
     """
-    from inference_study.trtllm.version import installed_version, preflight
-
     configure_library_bars()
     try:
         study, cell = study_from(cfg)
-        preflight(study.trtllm.enabled_flows, installed_version(), study.study.name,
-                  study.scenarios.trtllm_features())
+        for family, features in variant_features(study).items():
+            family.preflight(study, features)
         action(study, cell, output_root)
     except EXPECTED_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inference_study.backends.base import Generation
+from inference_study.backend import Generation
 from inference_study.config import Cell
 from inference_study.environment import Environment, collect_environment
 from inference_study.gpu import GpuUsage

@@ -25,16 +25,17 @@ def composed(*overrides: str) -> dict:
 def scenario_result(study, model_dir: Path, record):
     """An `ok` ScenarioResult of `record` on the tiny model, measured here on the CPU (for report and schema tests)."""
     from inference_study.environment import collect_environment
+    from inference_study.harness import model_info
+    from inference_study.plan import scenario_unit
     from inference_study.results import ScenarioResult
-    from inference_study.scenarios.run import model_info
 
     environment = collect_environment()
     return ScenarioResult(
         scenario=record.scenario,
         status="ok",
-        config_hash=study.scenario_config_hash(record.scenario, "tiny_llama"),
+        config_hash=scenario_unit(study, {"scenario": record.scenario, "model": "tiny_llama"}).config_hash,
         device="cpu",
-        model=model_info("tiny_llama", study, model_dir, True),
+        model=model_info("tiny_llama", study.models["tiny_llama"], model_dir, True),
         environment=environment,
         environment_fingerprint=environment.fingerprint,
         record=record,
@@ -68,3 +69,11 @@ def git_commit(repo: Path, message: str) -> None:
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], cwd=repo, check=True)
 
 
+
+
+def trtllm_features(study) -> list[str]:
+    """The TensorRT-LLM features the study's enabled scenario variants need, as its preflight sees them."""
+    from inference_study.plan import variant_features
+
+    return [feature for family, features in variant_features(study).items() if family.name == "tensorrt_llm"
+            for feature in features]

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from transformers.generation.streamers import BaseStreamer
 
-from inference_study.backends.hf import HfEager, synchronize
-from inference_study.backends.hf_settings import HfEagerSettings
+from inference_study.backends.hf.generate import HfEager, synchronize
+from inference_study.backends.hf.settings import HfEagerSettings
 from inference_study.scenarios.records import Divergence
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from transformers import DynamicCache
 
-from inference_study.backends.hf import HfEager, synchronize
+from inference_study.backends.hf.generate import HfEager, synchronize
 
 Key = tuple[int, ...]
 

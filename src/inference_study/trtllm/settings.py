@@ -6,29 +6,15 @@ of the DVC graph: their matrices expand to nothing.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from inference_study.backends.base import BackendSettings
+from inference_study.backend import BackendSettings
+from inference_study.strict import PositiveInt, Strict, UniqueNames
 
-PositiveInt = Annotated[int, Field(gt=0)]
 PluginDtype = Literal["auto", "float16", "bfloat16", "float32", "disable"]
 DEFAULT_EXAMPLES_DIR = "/app/tensorrt_llm/examples"  # where NVIDIA's release container installs them
-
-
-def _unique(values: list[str]) -> list[str]:
-    duplicates = sorted({v for v in values if values.count(v) > 1})
-    if duplicates:
-        raise ValueError(f"values must be unique; repeated: {duplicates}")
-    return values
-
-
-UniqueNames = Annotated[list[str], AfterValidator(_unique)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class EngineProfile(Strict):
@@ -87,7 +73,7 @@ class TrtllmEngineSettings(BackendSettings):
     profile: str
     build: EngineProfile
     kv_cache: KvCacheRuntime = KvCacheRuntime()
-    engine_dir: str | None = Field(default=None, description="set by the trtllm_bench stage to the built engine")
+    engine_dir: str = Field(description="the engine the trtllm_build stage built for this model and profile")
 
 
 class TrtllmPytorchSettings(BackendSettings):

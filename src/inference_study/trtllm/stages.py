@@ -11,9 +11,15 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from inference_study.backends.registry import TRTLLM_PYTORCH, engine_backend, engine_profile
-from inference_study.config import ConfigError, StudyConfig
+from inference_study.backends.trtllm import TRTLLM_PYTORCH, engine_backend, engine_profile
+from inference_study.config import StudyConfig
+from inference_study.environment import collect_environment
+from inference_study.models import resolve_model
 from inference_study.pipeline import model_dir
+from inference_study.plan import bench_units
+from inference_study.results import write_result
+from inference_study.run import run_unit
+from inference_study.strict import ConfigError
 from inference_study.trtllm.calls import CONVERT_ARCH_DIRS, CONVERT_SCRIPT, build_argv, convert_argv
 from inference_study.trtllm.settings import DEFAULT_EXAMPLES_DIR
 from inference_study.trtllm.version import Band, band_for, import_tensorrt_llm
@@ -62,8 +68,6 @@ def _run(argv: list[str]) -> None:
 
 def convert_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> None:
     """HF directory → TensorRT-LLM checkpoint with the version's convert_checkpoint.py (dtype and tp from params)."""
-    from inference_study.models import resolve_model
-
     model = _listed(cell, "model", study.trtllm.models)
     band, version = _engine_band()
     spec = study.models[model]
@@ -84,28 +88,17 @@ def build_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> 
     _run(build_argv(checkpoint_dir(output_root, model), out, study.trtllm.profiles[profile]))
 
 
-def engine_view(study: StudyConfig, model: str, profile: str, output_root: Path) -> StudyConfig:
-    """The study as one engine's cells see it: the engine backend points at the engine built for `model`."""
-    name = engine_backend(profile)
-    backends = {**study.backends, name: {"engine_dir": str(engine_dir(output_root, model, profile))}}
-    return study.model_copy(update={"backends": backends})
-
-
 def bench_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> None:
-    """Every swept cell of one model × TensorRT-LLM backend, measured by the shared harness, one JSON each."""
-    from inference_study.environment import collect_environment
-    from inference_study.harness import run_cell
-    from inference_study.results import write_result
-
+    """Every swept cell of one model x TensorRT-LLM backend, each its own unit through the one run path,
+    one JSON each (the engine, built by trtllm_build, is named by each unit's settings)."""
     backend = cell.get("backend")
     profile = engine_profile(backend) if isinstance(backend, str) else None
     models = study.trtllm.models if profile is not None else study.trtllm.pytorch_models
     allowed = [engine_backend(p) for p in study.trtllm.engines] + [TRTLLM_PYTORCH]
     _listed(cell, "backend", allowed)
     model = _listed(cell, "model", models)
-    view = engine_view(study, model, profile, output_root) if profile is not None else study
     environment = collect_environment()
-    for target in (c for c in study.trtllm_cells() if (c.model, c.backend) == (model, backend)):
-        result = run_cell(view, target, model_dir(model), environment)
-        write_result(target.result_path(output_root), result)
-        print(f"{target.key}: {result.status}" + (f" ({result.error})" if result.error else ""), flush=True)
+    for unit in (u for u in bench_units(study) if (u.cell.model, u.cell.backend) == (model, backend)):
+        result = run_unit(unit, model_dir(model), environment)
+        write_result(unit.result_path(output_root), result)
+        print(f"{unit.cell.key}: {result.status}" + (f" ({result.error})" if result.error else ""), flush=True)

@@ -18,7 +18,7 @@ from typing import Literal
 
 from packaging.version import InvalidVersion, Version
 
-from inference_study.config import ConfigError
+from inference_study.strict import ConfigError
 
 Flow = Literal["engine", "pytorch"]
 FLOW_BACKENDS = {"engine": "trtllm_engine_<profile> (trtllm.models)", "pytorch": "trtllm_pytorch (trtllm.pytorch_models)"}

@@ -19,13 +19,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from inference_study.backends.trtllm import TrtllmPytorch
+from inference_study.backends.trtllm.backend import TrtllmPytorch
 from inference_study.harness import DTYPE_BYTES
 from inference_study.models import model_geometry
 from inference_study.results import ModelGeometry
-from inference_study.scenarios.kv_offload import SEQUENCE, Request, prompt_pairs, rows
-from inference_study.scenarios.records import KvOffloadRow
-from inference_study.scenarios.settings import KvOffloadSettings
+from inference_study.scenarios.kv_offload.record import KvOffloadRow
+from inference_study.scenarios.kv_offload.run import SEQUENCE, Request, prompt_pairs, rows
+from inference_study.scenarios.kv_offload.settings import KvOffloadSettings
 from inference_study.trtllm.calls import block_reuse_kv_cache_kwargs
 from inference_study.trtllm.settings import TrtllmPytorchSettings
 

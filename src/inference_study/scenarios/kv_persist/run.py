@@ -7,7 +7,7 @@ fingerprint of the model, dtype and attention configuration, and a checksum of i
 that does not match is refused with the reason, and instance 2 computes the prefix instead, so a
 stale or damaged cache costs time but never changes the output.
 
-Run as `python -m inference_study.scenarios.kv_persist {save|load} SPEC_JSON OUT_JSON` (one instance).
+Run as `python -m inference_study.scenarios.kv_persist.run {save|load} SPEC_JSON OUT_JSON` (one instance).
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from transformers import DynamicCache
 
-from inference_study.backends.hf import HfEager
+from inference_study.backends.hf.generate import HfEager
 from inference_study.models import PROVENANCE_FILE
 from inference_study.scenarios.common import Run, divergence, greedy_run, load_eager, repeated
-from inference_study.scenarios.records import Divergence, Expectation, KvPersistRecord, KvPersistRow, agreement
-from inference_study.scenarios.settings import KvPersistSettings
+from inference_study.scenarios.kv_persist.record import KvPersistRecord, KvPersistRow
+from inference_study.scenarios.kv_persist.settings import KvPersistSettings
+from inference_study.scenarios.records import Divergence, Expectation, agreement
 from inference_study.tensor_files import CacheRefused, read_tensor_file, write_tensor_file
 from inference_study.workload import synthetic_input_ids
 

@@ -16,9 +16,9 @@ import time
 from transformers import ContinuousBatchingConfig, GenerationConfig
 from transformers.generation.continuous_batching import RequestStatus
 
-from inference_study.backends.base import Generation
-from inference_study.backends.hf import HfGenerate, synchronize
-from inference_study.backends.hf_settings import HfPagedSettings
+from inference_study.backend import Generation
+from inference_study.backends.hf.generate import HfGenerate, synchronize
+from inference_study.backends.hf.settings import HfPagedSettings
 
 # How long to wait for the next finished request before checking that the manager thread is alive.
 RESULT_POLL_S = 1.0

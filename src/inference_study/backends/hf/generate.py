@@ -11,9 +11,9 @@ import torch
 from transformers import AutoModelForCausalLM, CompileConfig, GenerationConfig
 from transformers.generation.streamers import BaseStreamer
 
-from inference_study.backends.base import Backend, Generation
-from inference_study.backends.hf_settings import HfEagerSettings, HfStaticCompiledSettings
-from inference_study.config import ConfigError
+from inference_study.backend import Backend, Generation
+from inference_study.backends.hf.settings import HfEagerSettings, HfStaticCompiledSettings
+from inference_study.strict import ConfigError
 
 
 class TokenTimestamps(BaseStreamer):

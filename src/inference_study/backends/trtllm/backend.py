@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from inference_study.backends.base import Backend, BackendSettings, Generation
-from inference_study.config import ConfigError
+from inference_study.backend import Backend, BackendSettings, Generation
+from inference_study.strict import ConfigError
 from inference_study.trtllm.calls import (
     COMPLETION_OUTPUT_READS, KV_CACHE_CONFIG, KV_CACHE_COUNTER_READS, KV_CACHE_METRICS_GROUP, KV_CACHE_STATS_KEY,
     KV_CACHE_STATS_READS, PERF_METRICS_READ, REQUEST_OUTPUT_READS, SAMPLING_PARAMS, SHUTDOWN_ARGS,

@@ -13,9 +13,9 @@ import time
 import torch
 from transformers import StaticCache
 
-from inference_study.backends.base import Generation
-from inference_study.backends.hf import HfGenerate, synchronize
-from inference_study.backends.hf_settings import HfCompiledLoopSettings
+from inference_study.backend import Generation
+from inference_study.backends.hf.generate import HfGenerate, synchronize
+from inference_study.backends.hf.settings import HfCompiledLoopSettings
 
 
 class StepClock:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from inference_study.backends.base import BackendSettings
+from inference_study.backend import BackendSettings
 
 AttnImplementation = Literal["sdpa", "eager"]
 

@@ -21,13 +21,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from inference_study.backends.trtllm import TrtllmPytorch
+from inference_study.backends.trtllm.backend import TrtllmPytorch
 from inference_study.harness import DTYPE_BYTES
 from inference_study.models import model_geometry
 from inference_study.results import ModelGeometry
-from inference_study.scenarios.multiround import Request, Served, Workload, serve_rounds, sweep
-from inference_study.scenarios.records import MultiroundRow
-from inference_study.scenarios.settings import MultiroundArm, MultiroundSettings
+from inference_study.scenarios.multiround.record import MultiroundRow
+from inference_study.scenarios.multiround.run import Request, Served, Workload, serve_rounds, sweep
+from inference_study.scenarios.multiround.settings import MultiroundArm, MultiroundSettings
 from inference_study.trtllm.calls import block_reuse_kv_cache_kwargs
 from inference_study.trtllm.settings import TrtllmPytorchSettings
 

@@ -15,12 +15,11 @@ from contextlib import contextmanager
 from functools import partial
 from itertools import product
 
-from inference_study.backends.hf import HfEager
+from inference_study.backends.hf.generate import HfEager
 from inference_study.scenarios.common import Run, divergence, greedy_run, repeated
-from inference_study.scenarios.records import (
-    Divergence, Expectation, NgramRecord, NgramRow, NgramWorkloadInfo, agreement,
-)
-from inference_study.scenarios.settings import NgramSettings, NgramWorkload
+from inference_study.scenarios.ngram.record import NgramRecord, NgramRow, NgramWorkloadInfo
+from inference_study.scenarios.ngram.settings import NgramSettings, NgramWorkload
+from inference_study.scenarios.records import Divergence, Expectation, agreement
 from inference_study.workload import synthetic_input_ids
 
 SEED_LEN = 16

@@ -34,11 +34,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inference_study.backends.hf import HfEager, synchronize
+from inference_study.backends.hf.generate import HfEager, synchronize
 from inference_study.scenarios.common import divergence, greedy_run
+from inference_study.scenarios.multiround.record import MultiroundRecord, MultiroundRow
+from inference_study.scenarios.multiround.settings import MULTIROUND_ARMS, MultiroundArm, MultiroundSettings
 from inference_study.scenarios.prefix_cache import TieredPrefixCache, timed_lookup
-from inference_study.scenarios.records import Divergence, Expectation, MultiroundRecord, MultiroundRow, agreement
-from inference_study.scenarios.settings import MULTIROUND_ARMS, MultiroundArm, MultiroundSettings
+from inference_study.scenarios.records import Divergence, Expectation, agreement
 from inference_study.workload import synthetic_input_ids
 
 EXPECTED = (

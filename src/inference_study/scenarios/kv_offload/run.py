@@ -25,13 +25,14 @@ from typing import Literal
 
 import torch
 
-from inference_study.backends.hf import HfEager
-from inference_study.backends.hf_paged import HfPaged
-from inference_study.backends.hf_settings import HfPagedSettings
+from inference_study.backends.hf.generate import HfEager
+from inference_study.backends.hf.paged import HfPaged
+from inference_study.backends.hf.settings import HfPagedSettings
 from inference_study.scenarios.common import Run, divergence, greedy_run, load_eager
+from inference_study.scenarios.kv_offload.record import KvOffloadRecord, KvOffloadRow
+from inference_study.scenarios.kv_offload.settings import KvOffloadSettings
 from inference_study.scenarios.prefix_cache import Lookup, TieredPrefixCache, timed_lookup
-from inference_study.scenarios.records import Divergence, Expectation, KvOffloadRecord, KvOffloadRow, agreement
-from inference_study.scenarios.settings import KvOffloadSettings, ScenarioBackend
+from inference_study.scenarios.records import Divergence, Expectation, agreement
 from inference_study.workload import synthetic_input_ids
 
 EXPECTED = (
@@ -108,7 +109,7 @@ def serve_sequence(
 
 
 def rows(
-    settings: KvOffloadSettings, backend: ScenarioBackend, host_cache: bool, sequences: list[list[Request]],
+    settings: KvOffloadSettings, backend: str, host_cache: bool, sequences: list[list[Request]],
     null_reason: str | None = None,
 ) -> list[KvOffloadRow]:
     """One row per request of the sequence: median TTFT over the timed sequences, counters of the last."""

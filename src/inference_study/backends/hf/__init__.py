@@ -1,0 +1,30 @@
+"""The PyTorch ladder on Hugging Face transformers: each rung changes one thing from the one before.
+
+`hf_eager` (generate, dynamic cache), `hf_static_compiled` (static cache + torch.compile),
+`hf_compiled_loop` (the model's forward in a minimal greedy loop, one CUDA graph per step), and
+`hf_paged` (continuous batching over a fixed paged KV pool).
+"""
+
+from __future__ import annotations
+
+from inference_study.backends.hf.settings import (
+    HfCompiledLoopSettings,
+    HfEagerSettings,
+    HfPagedSettings,
+    HfStaticCompiledSettings,
+)
+from inference_study.registry import BackendFamily, BackendSpec
+
+
+class PytorchFamily(BackendFamily):
+    name = "pytorch"
+    backends = (
+        BackendSpec("hf_eager", HfEagerSettings, "inference_study.backends.hf.generate:HfEager"),
+        BackendSpec("hf_static_compiled", HfStaticCompiledSettings,
+                    "inference_study.backends.hf.generate:HfStaticCompiled"),
+        BackendSpec("hf_compiled_loop", HfCompiledLoopSettings, "inference_study.backends.hf.loop:HfCompiledLoop"),
+        BackendSpec("hf_paged", HfPagedSettings, "inference_study.backends.hf.paged:HfPaged"),
+    )
+
+
+FAMILY = PytorchFamily()

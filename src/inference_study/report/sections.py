@@ -1,0 +1,224 @@
+"""The report's generic Markdown sections: each takes the tidy frame, the loaded results or the config, and
+returns its lines. None of them names a backend: what a backend is comes from its result files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from inference_study.config import StudyConfig
+from inference_study.report.table import (
+    HEADLINE_LABELS, SHAPE, SHAPE_KEYS, SPEEDUP_KEYS, Loaded, cross_environment_pairs, setup_by_backend,
+    setup_share_pct, speedups,
+)
+from inference_study.roofline import Roofline
+from inference_study.tables import MISSING, markdown_table, readable
+
+RESULT_COLUMNS = [
+    "model", "backend", *SHAPE, "status", "verdict", "ttft_p50_ms", "tpot_p50_ms", "e2e_p50_ms", "e2e_p95_ms",
+    "e2e_p99_ms", "output_tokens_per_s", "mbu_pct", "prefill_mfu_pct", "nvml_memory_peak_gib",
+    "torch_allocated_peak_gib", "gpu_utilization_mean_pct"]
+
+
+def header(study: StudyConfig, frame: pd.DataFrame) -> list[str]:
+    counts = frame["status"].value_counts().to_dict()
+    return [f"# Inference study: {study.study.name}", "", study.study.description, "",
+            f"Cells: {len(frame)} configured; " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ".", "",
+            "Metrics follow trtllm-bench/MLPerf: TTFT = first token − request start; TPOT = (E2E − TTFT)/(OSL − 1);",
+            "ITL = gap between consecutive tokens; output length is forced (EOS ignored) and checked per request.",
+            "Values are P50 over all requests of all timed iterations unless named otherwise.", ""]
+
+
+def results(frame: pd.DataFrame) -> list[str]:
+    return ["## Results", "", markdown_table(frame, RESULT_COLUMNS, readable_numbers=True), ""]
+
+
+def null_reasons(loaded: Loaded) -> list[str]:
+    """Why a column shows "—": each null value carries its reason in the result file."""
+    reasons = sorted({(field, why) for _, r in loaded if r is not None for field, why in r.null_reasons.items()})
+    if not reasons:
+        return []
+    lines = [f"Values shown as {MISSING} were not measured, for these reasons:", ""]
+    return lines + [f"- `{field}`: {why}" for field, why in reasons] + [""]
+
+
+def _with_interval(frame: pd.DataFrame, label: str) -> pd.Series:
+    """"median [low, high]" per cell for a headline metric; the bare median when there is no interval."""
+    def cell(row: pd.Series) -> str:
+        if pd.isna(row.get(f"{label}_median")):
+            return MISSING
+        text = readable(float(row[f"{label}_median"]))
+        if pd.notna(row.get(f"{label}_ci_low")):
+            text += f" [{readable(float(row[f'{label}_ci_low']))}, {readable(float(row[f'{label}_ci_high']))}]"
+        return text
+
+    return frame.apply(cell, axis=1)
+
+
+def repeatability(frame: pd.DataFrame) -> list[str]:
+    ok = frame[frame["status"] == "ok"]
+    if ok.empty:
+        return []
+    if f"{HEADLINE_LABELS[0]}_median" not in ok:
+        return ["## Repeatability", "", "These results predate per-repeat intervals (result schema 1): "
+                "each cell reports one pooled distribution, without a confidence interval.", ""]
+    table = ok[SHAPE_KEYS].copy()
+    for label in HEADLINE_LABELS:
+        table[label] = _with_interval(ok, label)
+    table["max CV"] = ok[[f"{label}_cv" for label in HEADLINE_LABELS]].max(axis=1).map(
+        lambda cv: MISSING if pd.isna(cv) else f"{cv:.1%}"
+    )
+    lines = ["## Repeatability", "",
+             "Median over the timed iterations (each one a repeat), with a 95% percentile-bootstrap interval "
+             "(scipy, seeded) and the largest coefficient of variation of the three.", ""]
+    return lines + [markdown_table(table, disable_numparse=True), ""]
+
+
+def verdicts(frame: pd.DataFrame) -> list[str]:
+    flagged = frame[frame["verdict"].isin(["warn", "fail"])] if "verdict" in frame else frame.iloc[0:0]
+    lines = ["## Validity", ""]
+    counts = frame["verdict"].value_counts().to_dict() if "verdict" in frame else {}
+    lines.append("Verdicts: " + (", ".join(f"{n} {v}" for v, n in sorted(counts.items())) or "none") + ".")
+    if not flagged.empty:
+        lines += ["", markdown_table(flagged, [*SHAPE_KEYS, "verdict", "verdict_reasons"], readable_numbers=True)]
+    return lines + [""]
+
+
+def equivalence(frame: pd.DataFrame, baseline: str | None) -> list[str]:
+    lines = ["## Output equivalence", ""]
+    if baseline is None:
+        return lines + ["No baseline is declared (`study.comparisons.baseline`), so no greedy tokens are compared.",
+                        ""]
+    if "greedy_match_pct" not in frame or frame["greedy_match_pct"].isna().all():
+        return lines + [f"No cell has both its own and `{baseline}`'s greedy tokens to compare.", ""]
+    compared = frame[frame["greedy_match_pct"].notna()]
+    early = int(compared["early_divergence"].fillna(False).astype(bool).sum())
+    return lines + [
+        f"Greedy tokens of the last timed iteration against `{baseline}` on the same inputs: the share of",
+        "requests with identical tokens, and the first position where any request differs (— when none does).",
+        "These optimizations are lossless; numeric noise can still flip an argmax between nearly equal logits,",
+        f"most often with random weights. {early} of {len(compared)} cells diverge within the first quarter "
+        "of the output (flagged).",
+        "",
+        markdown_table(compared, [*SHAPE_KEYS, "greedy_match_pct", "first_divergence", "early_divergence"],
+                       readable_numbers=True),
+        "",
+    ]
+
+
+def problems(frame: pd.DataFrame, baseline: str | None) -> list[str]:
+    """The cells without a measurement, and those whose baseline cell ran in another environment."""
+    lines = []
+    unmeasured = frame[frame["status"] != "ok"]
+    if not unmeasured.empty:
+        lines += ["Cells without a measurement (never counted in speedups):", "",
+                  markdown_table(unmeasured, [*SHAPE_KEYS, "status", "error"], readable_numbers=True), ""]
+    unpaired = cross_environment_pairs(frame, baseline)
+    if not unpaired.empty:
+        lines += [f"**Warning:** these cells ran in another environment than their `{baseline}` cell, so no "
+                  "speedup is computed for them:", "",
+                  markdown_table(unpaired, list(unpaired.columns), readable_numbers=True), ""]
+    return lines
+
+
+def speedup(study: StudyConfig, frame: pd.DataFrame, baseline: str | None) -> list[str]:
+    """Each backend's output tok/s over the baseline's per shape; or why there is no such table."""
+    if baseline is None:
+        return ["## Speedup", "", "No baseline is declared (`study.comparisons.baseline`), so no speedup is "
+                "computed.", ""]
+    if baseline not in {cell.backend for cell in study.all_cells()}:
+        return ["## Speedup", "", f"The baseline `{baseline}` (`study.comparisons.baseline`) has no cell in this "
+                "study, so no speedup is computed: add it to the sweep, or declare a baseline the study has.", ""]
+    table = speedups(frame, baseline)
+    table = table[table["backend"] != baseline]
+    if table.empty:
+        return []
+    table = table.pivot_table(index=SPEEDUP_KEYS, columns="backend", values="speedup").reset_index()
+    return [f"## Speedup over `{baseline}` (output tokens/s ratio)", "", markdown_table(table, floatfmt=".2f"), ""]
+
+
+def setup(frame: pd.DataFrame) -> list[str]:
+    lines = ["## Setup versus measurement (seconds)", ""]
+    share = setup_share_pct(frame)
+    if share is None:
+        return lines + ["No measured cell.", ""]
+    lines += [f"Setup (load, compile, warmup) took {share:.1f}% of the cells' wall time; the rest was measurement. "
+              "Compiled rungs compile one static graph per cell (per shape).", "",
+              markdown_table(setup_by_backend(frame), ["model", "backend", "load_s", "warmup_s", "measure_s",
+                                                       "setup_share_pct"], readable_numbers=True), ""]
+    return lines + [markdown_table(frame, ["model", "backend", "batch_size", "input_len", "load_s", "warmup_s",
+                                           "measure_s"], readable_numbers=True), ""]
+
+
+def plots(figures: list[Path], out_dir: Path) -> list[str]:
+    return ["## Plots", ""] + [f"![{p.stem}]({p.relative_to(out_dir).as_posix()})" for p in figures] + [""]
+
+
+def roofline(ceilings: Roofline | None) -> list[str]:
+    lines = ["## Roofline", ""]
+    if ceilings is None:
+        return lines + ["The roofline stage has not run: MBU and MFU are not shown.", ""]
+    for field in ("measured_bandwidth_gb_s", "datasheet_bandwidth_gb_s", "measured_matmul_tflops",
+                  "datasheet_fp16_tflops"):
+        value = getattr(ceilings, field)
+        shown = f"{value:,.0f}" if value is not None else f"— ({ceilings.null_reasons.get(field, 'not measured')})"
+        lines.append(f"- {field}: {shown}")
+    return lines + [
+        "",
+        "MBU = (weight bytes + K/V bytes of the mean context) × decode steps/s ÷ measured bandwidth.",
+        "Prefill MFU = (2 × non-embedding parameters × prompt tokens + causal attention FLOPs) ÷ TTFT P50 ÷ measured",
+        f"{ceilings.matmul_dtype} matmul throughput. TTFT includes the host work before the first token, so MFU is a "
+        "lower bound.",
+        "",
+    ]
+
+
+def environment(loaded: Loaded) -> list[str]:
+    environments = {r.environment_fingerprint: r.environment for _, r in loaded if r is not None}
+    lines = ["## Environment", ""]
+    if len(environments) > 1:
+        lines += [f"**Warning:** cells were measured in {len(environments)} different environments; "
+                  "compare them with care.", ""]
+    for fingerprint, env in sorted(environments.items()):
+        lines += [f"Fingerprint `{fingerprint}`:", ""]
+        lines += [f"- {key}: {value if value is not None else 'none'}" for key, value in env.model_dump().items()]
+        lines.append("")
+    return lines
+
+
+def _backend_lines(loaded: Loaded) -> list[str]:
+    """Each backend of the study as its result files describe it (every distinct description and settings)."""
+    recorded: dict[str, dict[str, int]] = {}
+    for cell, result in loaded:
+        described = recorded.setdefault(cell.backend, {})
+        if result is not None:
+            text = f"{result.backend.description}. Settings `{json.dumps(result.backend.settings)}`"
+            described[text] = described.get(text, 0) + 1
+    lines = []
+    for name, described in recorded.items():
+        if not described:
+            lines.append(f"- `{name}`: no result yet, so neither its description nor its settings are recorded.")
+        elif len(described) == 1:
+            lines.append(f"- `{name}`: {next(iter(described))}")
+        else:
+            lines += [f"- `{name}` ({count} cells): {text}" for text, count in described.items()]
+    return lines
+
+
+def configuration(study: StudyConfig, loaded: Loaded) -> list[str]:
+    lines = ["## Configuration", "", f"- bench: `{json.dumps(study.bench.model_dump())}`"]
+    lines += [f"- sweep: `{json.dumps(study.sweep.model_dump())}`", "", "Backends:", ""]
+    lines += _backend_lines(loaded)
+    lines += ["", "Models:", ""]
+    for name in study.sweep.models:
+        spec = study.models[name]
+        weights = "random weights (timing does not depend on weight values)" if spec.source == "random" else spec.source
+        shape = json.dumps(spec.model_dump(exclude_none=True).get("shape"))
+        lines.append(f"- `{name}`: {spec.architecture}, {spec.dtype}, {weights}; shape `{shape}`")
+    if any(study.models[name].source == "random" for name in study.sweep.models):
+        lines += ["", "Timing does not depend on weight values, so random weights give the real model's speed. "
+                  "Experiments whose outcome depends on the generated text (speculative-decoding acceptance, "
+                  "output-dependent cache reuse) do depend on them, and are not representative with random weights."]
+    return lines + [""]

@@ -1,0 +1,45 @@
+"""What every scenario shares, as the core sees it: its settings' base class and its record's base class.
+
+A scenario is an experiment with its own workload and measurements (prompt-lookup speculation, a prefix
+KV cache that outlives its process, KV offload, multi-round chat). Each lives in its own folder under
+`scenarios/` and registers a `ScenarioSpec` (registry.py); the core knows none of them by name.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from inference_study.strict import Strict, unique
+
+
+class ScenarioSettings(Strict):
+    """Settings every scenario has: which variants run and how often each measurement repeats."""
+
+    # Which variants run, not how one is measured: left out of model_dump, so the hf measurement's config
+    # hash and its report settings stay the same when a TensorRT-LLM variant is switched on beside it.
+    backends: Annotated[list[str], Field(min_length=1), AfterValidator(unique)] = Field(
+        default=["hf"],
+        exclude=True,
+        description="hf: transformers (runs anywhere); other variants are backends the scenario's spec lists",
+    )
+    warmup_iterations: int = Field(default=1, ge=0)
+    iterations: int = Field(default=3, ge=1)
+
+    def longest_sequence(self) -> int:
+        """Prompt plus output of the longest request the scenario makes (checked against max_seq_len)."""
+        raise NotImplementedError
+
+
+class ScenarioRecord(BaseModel):
+    """Base of a scenario's own result record, versioned by its `record_version`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scenario: str
+    record_version: int
+
+    def measured_backends(self) -> set[str]:
+        """The backends of the rows this record holds beyond the scenario's own transformers arms ("hf")."""
+        return {row.backend for row in getattr(self, "rows", []) if getattr(row, "backend", "hf") != "hf"}

@@ -9,7 +9,7 @@ import pytest
 from inference_study.config import validate_params
 from inference_study.models import prepare_model
 
-from helpers.repository import REPO_ROOT, composed, copy_repository
+from helpers.repository import composed, copy_repository
 
 
 @pytest.fixture(scope="session")

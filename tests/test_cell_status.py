@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from helpers.repository import cells
 import yaml
 
 from helpers.factories import make_result
@@ -25,7 +27,7 @@ def study() -> StudyConfig:
 
 
 def test_each_result_file_gives_its_state(study: StudyConfig, tmp_path: Path) -> None:
-    done, oom, failed, corrupt, missing, stale = study.cells()[:6]
+    done, oom, failed, corrupt, missing, stale = cells(study)[:6]
     for cell, status in ((done, "ok"), (oom, "oom"), (failed, "failed"), (stale, "ok")):
         write_result(cell.result_path(tmp_path), make_result(cell, status=status))
     corrupt.result_path(tmp_path).parent.mkdir(parents=True, exist_ok=True)
@@ -40,4 +42,4 @@ def test_each_result_file_gives_its_state(study: StudyConfig, tmp_path: Path) ->
     assert states[corrupt][0] == "invalid" and str(corrupt.result_path(tmp_path)) in states[corrupt][1]
     assert states[missing][0] == "missing"
     assert states[stale] == ("stale", "bench@x: changed params: bench")
-    assert len(states) == len(study.all_cells())
+    assert len(states) == len(cells(study))

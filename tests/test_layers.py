@@ -95,3 +95,11 @@ def test_a_low_layer_importing_a_feature_folder_is_caught(tmp_path: Path, packag
     assert f"{name}.config -> {name}.tables (l.1)" in report
     assert "Contracts: 0 kept, 1 broken." in result.stdout
     assert not list(tmp_path.rglob(".import_linter_cache"))
+
+
+def test_every_import_inside_a_function_says_why() -> None:
+    """Imports inside functions are only for heavy or optional packages, each with its reason beside it."""
+    from inference_study.dag import function_level_imports
+
+    silent = [(f, line, module) for f, line, module, comment in function_level_imports(REPO_ROOT / "src") if not comment]
+    assert silent == []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -12,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from helpers.repository import cells
 
 from helpers.runs import SECRET, SMALL_SWEEP, compose, ran_stages, run
 
@@ -32,7 +33,7 @@ def test_repro_builds_report_then_idles_then_runs_only_new_cells(repo_copy: Path
     assert ran_stages(first) == {"env", "roofline", "model@tiny_llama", "bench@tiny_llama-hf_eager-1-16-4", "report"}
 
     study = load_params(repo_copy / "params.yaml")
-    (cell,) = study.cells()
+    (cell,) = cells(study)
     result_path = repo_copy / cell.result_path(Path("results"))
     result = read_result(result_path)
     assert result.status == "ok" and result.tokens.produced_min == result.tokens.produced_max == 4
@@ -74,12 +75,12 @@ def test_sigkill_mid_cell_leaves_no_result_and_repro_resumes(repo_copy: Path) ->
     """A stage killed mid-cell leaves nothing DVC or the report accepts; the next repro runs only what is missing."""
     compose(repo_copy, *SMALL_SWEEP)
     run(repo_copy, "dvc", "repro")
-    (done_cell,) = load_params(repo_copy / "params.yaml").cells()
+    (done_cell,) = cells(load_params(repo_copy / "params.yaml"))
     done_path = repo_copy / done_cell.result_path(Path("results"))
     before = done_path.read_bytes()
 
     compose(repo_copy, *SMALL_SWEEP[:1], "sweep.batch_sizes=[1,2]", *SMALL_SWEEP[2:])
-    new_cell = next(c for c in load_params(repo_copy / "params.yaml").cells() if c.batch_size == 2)
+    new_cell = next(c for c in cells(load_params(repo_copy / "params.yaml")) if c.batch_size == 2)
     new_path = repo_copy / new_cell.result_path(Path("results"))
     log = repo_copy / "repro.log"
     with open(log, "w") as output:
@@ -101,3 +102,17 @@ def test_sigkill_mid_cell_leaves_no_result_and_repro_resumes(repo_copy: Path) ->
     assert ran_stages(resumed) == {"env", "bench@tiny_llama-hf_eager-2-16-4", "report"}
     assert read_result(new_path).status == "ok"
     assert done_path.read_bytes() == before
+
+
+@pytest.mark.slow
+def test_a_changed_verdict_rule_makes_every_bench_cell_stale(repo_copy: Path) -> None:
+    """Stage deps are derived from the import graph: the harness imports validity.py, so a new verdict rule
+    re-runs the cells whose verdicts it would change, and `dvc status` says so before any repro."""
+    compose(repo_copy, *SMALL_SWEEP)
+    run(repo_copy, sys.executable, "-m", "dvc", "repro")
+    cell = "bench@tiny_llama-hf_eager-1-16-4"
+    assert cell not in run(repo_copy, sys.executable, "-m", "dvc", "status")
+    validity = repo_copy / "src" / "inference_study" / "validity.py"
+    validity.write_text(validity.read_text() + "\n# a changed verdict rule\n")
+    status = run(repo_copy, sys.executable, "-m", "dvc", "status")
+    assert cell in status and "src/inference_study/validity.py" in status

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from helpers.repository import cells
+
 from inference_study.config import load_params
 
 DVC = [sys.executable, "-m", "dvc"]
@@ -48,7 +50,7 @@ def test_plots_show_renders_every_plot_with_its_data_and_colours(repo_copy: Path
     }
     assert set(specs) == set(declared)
     rows = list(csv.DictReader((repo_copy / REPORT / "results.csv").open()))
-    assert len(rows) == len(load_params(repo_copy / REPORT / "inputs" / "params.yaml").cells()) > 1
+    assert len(rows) == len(cells(load_params(repo_copy / REPORT / "inputs" / "params.yaml"))) > 1
     for name, props in declared.items():
         spec = specs[name]
         (y_field,) = props["y"].values()
@@ -82,7 +84,7 @@ def test_metrics_diff_compares_the_workspace_with_the_last_commit(repo_copy: Pat
         [*cli, "report", "--results", str(results)], cwd=repo_copy, check=True, capture_output=True
     )
     rebuilt = json.loads((repo_copy / REPORT / "summary.json").read_text())
-    eager_cells = [c for c in load_params(results / "params.yaml").cells() if c.backend == "hf_eager"]
+    eager_cells = [c for c in cells(load_params(results / "params.yaml")) if c.backend == "hf_eager"]
     assert rebuilt["cells_total"] == len(eager_cells) < committed["cells_total"]
 
     diff = json.loads(dvc(repo_copy, "metrics", "diff", "--json"))[str(REPORT / "summary.json")]

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers.factories import make_result
 
+from helpers.repository import cells
+from helpers.factories import make_result
 from helpers.repository import REPO_ROOT, composed
+
 from inference_study.config import StudyConfig, validate_params
 from inference_study.report import build_report
 from inference_study.report import figures as report_figures
@@ -29,13 +31,13 @@ def study() -> StudyConfig:
 def results_dir(study: StudyConfig, tmp_path: Path) -> Path:
     """Eager at 10 ms/token, static at 5 ms/token; static at batch 4 ran out of memory; one stale extra file."""
     root = tmp_path / "results"
-    for cell in study.cells():
+    for cell in cells(study):
         if cell.backend == "hf_static_compiled" and cell.batch_size == 4:
             write_result(cell.result_path(root), make_result(cell, status="oom"))
         else:
             step = 0.01 if cell.backend == "hf_eager" else 0.005
             write_result(cell.result_path(root), make_result(cell, step_s=step))
-    stale = study.cells()[0].model_copy(update={"batch_size": 64})
+    stale = cells(study)[0].model_copy(update={"batch_size": 64})
     write_result(stale.result_path(root), make_result(stale))  # a removed cell's file: never read
     return root
 
@@ -48,7 +50,7 @@ def test_report_reads_the_configured_cells_only(study: StudyConfig, results_dir:
     out = tmp_path / "report"
     headline = _build(study, results_dir, out)
     frame = pd.read_csv(out / "results.csv")
-    assert len(frame) == len(study.cells()) == 4
+    assert len(frame) == len(cells(study)) == 4
     assert 64 not in set(frame["batch_size"]), "the stale file of a removed cell is not globbed in"
     assert sorted(frame["status"]) == ["ok", "ok", "ok", "oom"]
     static_b1 = frame[(frame["backend"] == "hf_static_compiled") & (frame["batch_size"] == 1)].iloc[0]
@@ -61,13 +63,13 @@ def test_speedup_uses_only_measured_cells(study: StudyConfig, results_dir: Path,
     headline = _build(study, results_dir, tmp_path / "report")
     # only batch 1 has both backends measured; 5 ms against 10 ms per token
     key = "tiny_llama.hf_static_compiled.speedup_over_hf_eager_geomean"
-    eager = make_result(study.cells()[0], step_s=0.01).throughput.output_tokens_per_s
-    static = make_result(study.cells()[0], step_s=0.005).throughput.output_tokens_per_s
+    eager = make_result(cells(study)[0], step_s=0.01).throughput.output_tokens_per_s
+    static = make_result(cells(study)[0], step_s=0.005).throughput.output_tokens_per_s
     assert headline[key] == pytest.approx(static / eager, rel=1e-3)
 
 
 def test_report_markdown_shows_oom_and_missing(study: StudyConfig, results_dir: Path, tmp_path: Path) -> None:
-    missing = study.cells()[1]
+    missing = cells(study)[1]
     missing.result_path(results_dir).unlink()
     out = tmp_path / "report"
     headline = _build(study, results_dir, out)
@@ -95,14 +97,14 @@ def test_report_is_deterministic(study: StudyConfig, results_dir: Path, tmp_path
 
 def test_corrupt_result_fails_the_report_naming_the_file(study: StudyConfig, results_dir: Path,
                                                          tmp_path: Path) -> None:
-    path = study.cells()[0].result_path(results_dir)
+    path = cells(study)[0].result_path(results_dir)
     path.write_text(path.read_text()[:100])
     with pytest.raises(ResultError, match=str(path)):
         _build(study, results_dir, tmp_path / "report")
 
 
 def test_result_of_another_cell_is_rejected(study: StudyConfig, results_dir: Path, tmp_path: Path) -> None:
-    first, second = study.cells()[0], study.cells()[1]
+    first, second = cells(study)[0], cells(study)[1]
     second.result_path(results_dir).write_bytes(first.result_path(results_dir).read_bytes())
     with pytest.raises(ResultError, match="expected"):
         _build(study, results_dir, tmp_path / "report")
@@ -112,7 +114,7 @@ def test_a_failed_verdict_never_feeds_a_speedup(study: StudyConfig, results_dir:
     from inference_study.results import read_result
     from inference_study.validity import Verdict
 
-    static_b1 = next(c for c in study.cells() if c.backend == "hf_static_compiled" and c.batch_size == 1)
+    static_b1 = next(c for c in cells(study) if c.backend == "hf_static_compiled" and c.batch_size == 1)
     path = static_b1.result_path(results_dir)
     failed = read_result(path).model_copy(update={"verdict": Verdict(status="fail", reasons=["memory blind"])})
     write_result(path, failed)
@@ -126,7 +128,7 @@ def test_a_failed_verdict_never_feeds_a_speedup(study: StudyConfig, results_dir:
 def test_cells_from_another_environment_give_no_speedup(study: StudyConfig, results_dir: Path, tmp_path: Path) -> None:
     from inference_study.environment import collect_environment
 
-    static_b1 = next(c for c in study.cells() if c.backend == "hf_static_compiled" and c.batch_size == 1)
+    static_b1 = next(c for c in cells(study) if c.backend == "hf_static_compiled" and c.batch_size == 1)
     elsewhere = collect_environment().model_copy(update={"torch": "0.0.0-another-build"})
     write_result(static_b1.result_path(results_dir), make_result(static_b1, step_s=0.005, environment=elsewhere))
     out = tmp_path / "report"
@@ -227,18 +229,16 @@ def test_one_markdown_table_helper_shows_missing_values_one_way() -> None:
     assert "0.123" in formatted and "nan" not in formatted and formatted.count("—") == 2
 
 
-ALLOWED = {"inference_study.comparisons", "inference_study.config", "inference_study.equivalence",
-           "inference_study.results", "inference_study.roofline", "inference_study.tables"}
-SCENARIO_CALL = ("inference_study.scenarios.report", ("keep_scenario_inputs", "load_scenarios", "scenario_sections"))
+ALLOWED = {"inference_study", "inference_study.comparisons", "inference_study.config", "inference_study.equivalence",
+           "inference_study.plan", "inference_study.results", "inference_study.roofline", "inference_study.tables"}
 
 
-def test_the_report_package_imports_no_backend_and_one_scenario_call() -> None:
-    """What a backend is comes from its result files; scenarios come in through one call site only."""
+def test_the_report_package_imports_no_backend_and_no_scenario() -> None:
+    """What a backend is comes from its result files; a scenario's tables come through the registry."""
     import ast
 
     package = REPO_ROOT / "src" / "inference_study" / "report"
     assert not (REPO_ROOT / "src" / "inference_study" / "report.py").exists()
-    scenario_imports = []
     for path in sorted(package.glob("*.py")):
         assert len(path.read_text().splitlines()) < 400, path.name
         for node in ast.walk(ast.parse(path.read_text())):
@@ -246,15 +246,11 @@ def test_the_report_package_imports_no_backend_and_one_scenario_call() -> None:
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
-                if node.module == SCENARIO_CALL[0]:
-                    scenario_imports.append((path.name, tuple(alias.name for alias in node.names)))
-                    continue
             else:
                 continue
             for name in names:
                 if name.startswith("inference_study") and not name.startswith("inference_study.report"):
                     assert name in ALLOWED, f"{path.name} imports {name}"
-    assert scenario_imports == [("__init__.py", SCENARIO_CALL[1])]
 
 
 def test_the_comparison_model_is_import_light() -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from helpers.repository import cells
 from helpers.factories import make_result
 from helpers.repository import composed
 
@@ -30,7 +32,7 @@ def compose(*overrides: str) -> StudyConfig:
 
 
 def section(study: StudyConfig, root: Path, measured: set[str], title: str = "Paged KV") -> str:
-    for cell in study.cells():
+    for cell in cells(study):
         if cell.backend in measured:
             write_result(cell.result_path(root / "results"), make_result(cell, STEP_S[cell.backend]))
     build_report(study, root / "results", root / "out", root / "results" / "roofline.json")
@@ -112,7 +114,7 @@ def test_a_configured_but_unmeasured_candidate_names_its_cells(tmp_path: Path) -
 
 def test_the_default_preset_declares_no_pair(tmp_path: Path) -> None:
     study = compose("sweep.backends=[hf_eager,hf_paged]", "sweep.batch_sizes=[1]", "sweep.input_lens=[32]")
-    for cell in study.cells():
+    for cell in cells(study):
         write_result(cell.result_path(tmp_path / "results"), make_result(cell, STEP_S[cell.backend]))
     build_report(study, tmp_path / "results", tmp_path / "out", tmp_path / "results" / "roofline.json")
     text = (tmp_path / "out" / "report.md").read_text()

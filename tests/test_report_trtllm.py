@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from helpers.repository import cells
 from helpers.factories import make_result
 from helpers.repository import composed
 
@@ -34,7 +36,7 @@ def compose(*overrides: str) -> StudyConfig:
 
 def report(study: StudyConfig, root: Path, measured: set[str]) -> str:
     environment = collect_environment().model_copy(update={"tensorrt_llm": "1.2.1"})
-    for cell in study.all_cells():
+    for cell in cells(study):
         if cell.backend in measured:
             write_result(cell.result_path(root / "results"), make_result(cell, STEP_S[cell.backend], environment=environment))
     build_report(study, root / "results", root / "out", root / "results" / "roofline.json")

@@ -1,4 +1,4 @@
-"""KV offload (seeds 004, 001 §1) for real on the tiny random Llama on CPU: with a device pool of one
+"""KV offload (the KV host-offload benchmarks) for real on the tiny random Llama on CPU: with a device pool of one
 request, returning prompts reuse nothing without a host cache and all their full blocks with it, the
 greedy outputs are identical either way, and bad pool sizes fail before any work, naming the key."""
 
@@ -34,7 +34,7 @@ from inference_study.scenarios.kv_offload.run import (
 from inference_study.scenarios.kv_offload.trtllm import serve_sequence as serve_trtllm_sequence
 from inference_study.scenarios.kv_offload.trtllm import trtllm_arms as kv_offload_trtllm_arms
 from inference_study.scenarios.kv_offload.record import KvOffloadRecord
-from inference_study.scenarios.report import scenario_sections
+from inference_study.report.scenarios import scenario_sections
 from inference_study.scenarios.kv_offload.settings import KvOffloadSettings
 from inference_study.trtllm.settings import TrtllmPytorchSettings
 from inference_study.trtllm.version import TrtllmUnavailable, band_for, preflight
@@ -143,7 +143,7 @@ def test_report_section_states_expectation_outcome_and_equivalence(study, model_
     result = scenario_result(study, model_dir, offloaded)
     text = "\n".join(scenario_sections(study, [("kv_offload", "tiny_llama", result)]))
     assert "## Scenario: KV offload to a host cache" in text
-    assert "Expected (seed): With a device pool that holds one request" in text
+    assert "Expected (original benchmark): With a device pool that holds one request" in text
     assert "`tiny_llama` on cpu: **met**" in text and "reused 0 blocks without a host cache" in text
     assert "Not equivalent:" in text and "reused_blocks" in text and "returning-prompt TTFT" in text
     assert "transformers continuous batching, same pool" in text

@@ -1,4 +1,4 @@
-"""Multi-round chat (seed 003) for real on the tiny random Llama on CPU: greedy outputs are identical with and
+"""Multi-round chat (the multi-round chat benchmark) for real on the tiny random Llama on CPU: greedy outputs are identical with and
 without KV reuse and host offload, token counts are exact, reuse counters move the expected way (none without
 reuse; every history's blocks while they fit; the host tier keeps reusing past the device budget), and bad
 parameters fail before any work, naming the key. The TensorRT-LLM variant runs over the stand-in only."""
@@ -29,7 +29,7 @@ from inference_study.scenarios.multiround.run import (
     workload,
 )
 from inference_study.scenarios.multiround.trtllm import arm_kv_cache_kwargs, trtllm_arms
-from inference_study.scenarios.report import scenario_sections
+from inference_study.report.scenarios import scenario_sections
 from inference_study.harness import model_info
 from inference_study.scenarios.multiround.settings import MultiroundSettings
 from inference_study.trtllm.settings import TrtllmPytorchSettings
@@ -158,7 +158,7 @@ def test_report_section_states_expectation_outcome_and_equivalence(model_dir, me
     study: StudyConfig = validate_params(composed("study=scenarios_cpu"))
     result = scenario_result(study, model_dir, record(SETTINGS, *measured))
     text = "\n".join(scenario_sections(study, [("multiround", "tiny_llama", result)]))
-    assert "## Scenario: Multi-round chat" in text and "Expected (seed): With KV reuse" in text
+    assert "## Scenario: Multi-round chat" in text and "Expected (original benchmark): With KV reuse" in text
     assert "`tiny_llama` on cpu: **met**" in text and "hit_rate" in text and "r3_p50_ms" in text
     assert "prefix caches kept per user" in text and "Not equivalent:" in text
     assert "TensorRT-LLM: not measured in this study" in text

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import get_args
 
 import pytest
 import torch
@@ -35,7 +34,7 @@ from inference_study.scenarios.kv_persist.run import (
 )
 from inference_study.scenarios.ngram.run import ngram_overlap, run_ngram
 from inference_study.plan import scenario_units
-from inference_study.scenarios.report import scenario_sections
+from inference_study.report.scenarios import scenario_sections
 from inference_study import registry
 from inference_study.scenarios.ngram.settings import NgramSettings
 from inference_study.scenarios.kv_persist.settings import KvPersistSettings
@@ -311,7 +310,7 @@ def test_report_section_states_the_expectation_and_the_overlap_beside_acceptance
         ("kv_persist", "tiny_llama", None),
     ]
     text = "\n".join(scenario_sections(study, loaded))
-    assert "## Scenario: n-gram speculative decoding" in text and "Expected (seed): Output identical" in text
+    assert "## Scenario: n-gram speculative decoding" in text and "Expected (original benchmark): Output identical" in text
     assert "`tiny_llama` on cpu: **" in text and "workload_overlap" in text and "acceptance_rate" in text
     assert "Random weights" in text
     assert (

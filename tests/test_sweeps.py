@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from helpers.repository import cells
 import yaml
 from helpers.runs import SMALL_SWEEP, ran_stages, run
 
@@ -49,7 +51,7 @@ def test_exp_run_composes_grows_and_the_run_cache_restores_old_timings(
     grown = run(repo_copy, *DVC, "exp", "run", "-n", "grown", *EXP_SWEEP, "-S", "sweep.batch_sizes=[1,2]")
     assert len(bench_runs(grown)) == 1 and cell_bytes(repo_copy, CELL_1) == measured
     assert (repo_copy / "results" / "cells" / CELL_2).is_file()
-    assert [c.batch_size for c in load_params(repo_copy / "params.yaml").cells()] == [1, 2]
+    assert [c.batch_size for c in cells(load_params(repo_copy / "params.yaml"))] == [1, 2]
 
     # Change a measured setting and change it back: the run-cache restores the old timings, no run.
     run(repo_copy, *DVC, "exp", "run", *EXP_SWEEP, "-S", "bench.iterations=2")

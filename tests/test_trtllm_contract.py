@@ -149,7 +149,7 @@ def test_bands_use_only_recorded_labels_and_do_not_overlap() -> None:
     assert all(earlier.high == later.low for earlier, later in zip(BANDS, BANDS[1:]))
 
 
-# The scenario variants (issue 6): n-gram speculation and the KV cache connector, on the PyTorch flow.
+# The scenario variants: n-gram speculation and the KV cache connector, on the PyTorch flow.
 def lowest_running(band: Band, feature: str) -> str:
     """The band's first version that may take `feature`."""
     major, minor = max(band.low, FEATURES[feature].first)
@@ -254,7 +254,7 @@ def test_a_misspelt_connector_read_is_caught() -> None:
     assert group_reads(PERF_METRICS, SPECULATIVE_METRICS_GROUP, ("accepted_tokens",), one_x) == ["accepted_tokens"]
 
 
-# The multiround variant (issue 5, seed 003): block reuse and a host cache per arm through KvCacheConfig.
+# The multiround variant (the multi-round chat benchmark): block reuse and a host cache per arm through KvCacheConfig.
 def test_multiround_variant_runs_on_every_pytorch_band_and_needs_1x_kv_cache_config() -> None:
     assert [band.name for band in feature_bands("kv_host_cache")] == [band.name for band in PYTORCH_BANDS]
     kwargs = block_reuse_kv_cache_kwargs(True, 5120, 32, 1 << 30, 0.9)
@@ -290,7 +290,7 @@ def method_parameters(method: str, band: Band) -> set[str]:
     return set.intersection(*found)
 
 
-# The kv_offload variant (issue 5, seeds 004 and 001 §1): the multiround KvCacheConfig with block reuse on, and
+# The kv_offload variant (the KV host-offload benchmarks): the multiround KvCacheConfig with block reuse on, and
 # reuse counted from the iteration stats (LLM.get_stats()), which the PyTorch backend fills only when asked.
 @pytest.mark.parametrize("band", feature_bands("kv_host_cache"), ids=lambda band: band.name)
 @pytest.mark.parametrize("host_bytes", [0, 1 << 30], ids=["no_host_cache", "host_cache"])

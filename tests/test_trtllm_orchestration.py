@@ -266,7 +266,6 @@ def test_a_tensorrt_llm_out_of_memory_error_is_the_cells_recorded_outcome(
 
     monkeypatch.setattr(backend_class("trtllm_pytorch"), "generate", out_of_memory)
     unit = next(u for u in trtllm_units(study) if u.cell.backend == "trtllm_pytorch")
-    cell = unit.cell
     result = run_cell(unit, model_stage_dir, collect_environment())
     assert result.status == "oom" and message.splitlines()[0] in result.error
     assert result.verdict.status == "fail" and result.latency is None

@@ -3,9 +3,7 @@ them, and a `dvc repro` that enables them without tensorrt_llm stops before any 
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 

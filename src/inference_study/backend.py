@@ -64,7 +64,7 @@ class Backend(ABC):
 
     def is_out_of_memory(self, error: Exception) -> bool:
         """Whether `error` means the device ran out of memory (recorded as the cell's `oom` outcome)."""
-        import torch
+        import torch  # heavy: torch loads only where something runs on a device
 
         return isinstance(error, torch.OutOfMemoryError)
 

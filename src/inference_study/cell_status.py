@@ -27,7 +27,7 @@ class CellStatus:
 
 def dvc_changes_by_output(root: Path) -> dict[Path, str]:
     """For each output of a stage that `dvc status` reports changed, a short description of why."""
-    from dvc.repo import Repo
+    from dvc.repo import Repo  # heavy: DVC's repository API, only for this check
 
     with Repo(str(root)) as repo:
         changed = repo.status()

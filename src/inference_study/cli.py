@@ -1,11 +1,14 @@
-"""`inference-study`: compose params.yaml from conf/, check it for drift, list cell states, rebuild the
-report, check the machine."""
+"""`inference-study`: compose params.yaml from conf/, check it for drift, list cell states, rebuild thereport, check the machine."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from collections import Counter
 from pathlib import Path
+
+from tabulate import tabulate
 
 from inference_study.config import PARAMS_FILE, load_params
 from inference_study.pipeline import REPORTS_DIR, RESULTS_DIR
@@ -16,7 +19,7 @@ from inference_study.strict import ConfigError
 
 
 def _compose(args: argparse.Namespace) -> int:
-    from inference_study.compose import drift, write_params
+    from inference_study.compose import drift, write_params  # imports Hydra
 
     if args.check:
         if args.overrides:
@@ -33,7 +36,7 @@ def _compose(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from inference_study.report import build_report
+    from inference_study.report import build_report  # imports matplotlib and pandas
 
     params, results = (args.inputs / "params.yaml", args.inputs) if args.inputs else (args.params, args.results)
     study = load_params(params)
@@ -49,12 +52,9 @@ def _report(args: argparse.Namespace) -> int:
 
 def _cells(args: argparse.Namespace) -> int:
     """One row per cell of the params; exit 1 when any cell is not done, so scripts can wait on it."""
-    import json
-    from collections import Counter
 
-    from tabulate import tabulate
 
-    from inference_study.cell_status import cell_statuses, dvc_changes_by_output
+    from inference_study.cell_status import cell_statuses, dvc_changes_by_output  # imports DVC
 
     study = load_params(args.params)
     statuses = cell_statuses(study, args.results, dvc_changes_by_output(Path(".")))
@@ -67,11 +67,9 @@ def _cells(args: argparse.Namespace) -> int:
 
 def _doctor(args: argparse.Namespace) -> int:
     """Print every finding; exit 1 when any is a problem (absent optional pieces are not)."""
-    import json
 
-    from tabulate import tabulate
 
-    from inference_study.doctor import diagnose
+    from inference_study.doctor import diagnose  # imports torch and DVC
 
     findings = diagnose(args.root)
     if args.json:
@@ -82,6 +80,12 @@ def _doctor(args: argparse.Namespace) -> int:
     if problems:
         print(f"doctor: {len(problems)} problem(s): {', '.join(problems)}", file=sys.stderr)
     return 1 if problems else 0
+
+
+def _dag(args: argparse.Namespace) -> int:
+    from inference_study import dag  # imports grimp and ruamel.yaml, which no other command needs
+
+    return dag.main(args.dag_args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,10 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="print the findings as JSON")
     doctor.add_argument("--root", type=Path, default=Path("."), help="the study checkout to inspect")
     doctor.set_defaults(handler=_doctor)
+    dag = commands.add_parser("dag", help="check (--check) or derive (--write) dvc.yaml's code deps from the "
+                              "import graph: a stage depends on every module its script can import")
+    dag.set_defaults(handler=_dag)
+    dag.add_argument("dag_args", nargs="*", help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["dag"]:  # its own flags (--check, --write, ...) go to dag's parser untouched
+        argv = ["dag", "--", *argv[1:]]
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

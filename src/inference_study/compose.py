@@ -23,10 +23,10 @@ def compose_yaml(overrides: list[str] | None = None, conf_dir: Path = CONF_DIR) 
 
     A malformed override, an unknown key or group option becomes a ConfigError naming it.
     """
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+    from hydra import compose, initialize_config_dir  # heavy: Hydra loads only to compose or run a stage
+    from hydra.errors import HydraException  # heavy: Hydra loads only to compose or run a stage
+    from omegaconf import OmegaConf  # heavy: loads with Hydra
+    from omegaconf.errors import OmegaConfBaseException  # heavy: loads with Hydra
 
     try:
         with initialize_config_dir(str(conf_dir.resolve()), version_base=None):

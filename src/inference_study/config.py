@@ -196,15 +196,6 @@ class CoreStudyConfig(Strict):
                 )
         return self
 
-    # TRANSITION (removed once the report reads the plan): the cell lists the report package still asks for.
-    def all_cells(self) -> list[Cell]:
-        from inference_study.plan import bench_units
-
-        return [unit.cell for unit in bench_units(self)]
-
-    def cells(self) -> list[Cell]:
-        return [cell for cell in self.all_cells() if cell.backend in self.sweep.backends]
-
     def _scenario_errors(self) -> list[str]:
         """Variants a scenario does not have, and requests longer than a scenario model allows."""
         problems = []

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from inference_study import registry
+from inference_study.environment import collect_environment
+from inference_study.gpu import nvml_handle
 from inference_study.config import PARAMS_FILE
 from inference_study.strict import ConfigError
 
@@ -29,7 +31,7 @@ class Finding:
 
 
 def _torch() -> list[Finding]:
-    import torch
+    import torch  # heavy: torch loads only where something runs on a device
 
     build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else "CPU-only build"
     findings = [Finding("torch", "ok", f"{torch.__version__} ({build})")]
@@ -43,19 +45,17 @@ def _torch() -> list[Finding]:
 
 
 def _nvml() -> Finding:
-    from inference_study.gpu import nvml_handle
 
     handle, why = nvml_handle()
     if handle is None:
         return Finding("NVML", "absent", f"{why}; GPU memory, utilization and clocks are recorded as null")
-    import pynvml
+    import pynvml  # optional: NVML exists only beside an NVIDIA driver
 
     return Finding("NVML", "ok", f"driver {pynvml.nvmlSystemGetDriverVersion()}")
 
 
 def _libraries() -> list[Finding]:
     """The inference libraries, read exactly as the environment fingerprint of every result reads them."""
-    from inference_study.environment import collect_environment
 
     env = collect_environment()
     trtllm = (
@@ -81,8 +81,8 @@ def _backends() -> list[Finding]:
 
 
 def _remote(root: Path) -> Finding:
-    from dvc.exceptions import NotDvcRepoError
-    from dvc.repo import Repo
+    from dvc.exceptions import NotDvcRepoError  # heavy: DVC's repository API, only for this check
+    from dvc.repo import Repo  # heavy: DVC's repository API, only for this check
 
     try:
         with Repo(str(root)) as repo:
@@ -106,7 +106,7 @@ def _remote(root: Path) -> Finding:
 
 
 def _params(root: Path) -> Finding:
-    from inference_study.compose import drift
+    from inference_study.compose import drift  # imports Hydra
 
     try:
         difference = drift(conf_dir=root / "conf", params_file=root / PARAMS_FILE)

@@ -13,6 +13,8 @@ from importlib import metadata
 
 from pydantic import BaseModel, ConfigDict
 
+from inference_study.gpu import nvml_handle
+
 # Recorded instead of a version when the `tensorrt_llm` in this process is a test stand-in: results
 # carrying it are refused by results.py, so they can never be reported as TensorRT-LLM measurements.
 STAND_IN_MARK = "stand-in (records calls, measures nothing)"
@@ -63,13 +65,11 @@ def _cpu_model() -> str:
 
 
 def _gpu_facts() -> tuple[str | None, int, str | None]:
-    from inference_study.gpu import nvml_handle
-
     handle, _ = nvml_handle()
     if handle is None:
         return None, 0, None
-    import pynvml
-    import torch
+    import pynvml  # optional: NVML exists only beside an NVIDIA driver
+    import torch  # heavy: torch loads only where something runs on a device
 
     name = pynvml.nvmlDeviceGetName(handle)
     # GPUs this process may use: a cell pinned to one GPU of a larger machine (CUDA_VISIBLE_DEVICES) runs in
@@ -80,7 +80,7 @@ def _gpu_facts() -> tuple[str | None, int, str | None]:
 
 def collect_environment() -> Environment:
     """Read the versions and hardware this process runs on."""
-    import torch
+    import torch  # heavy: torch loads only where something runs on a device
 
     gpu_name, gpu_count, driver = _gpu_facts()
     return Environment(

@@ -58,7 +58,7 @@ def nvml_handle():
     same in both. Without a CUDA device in torch there is nothing to match, and NVML's first GPU is used.
     """
     try:
-        import pynvml
+        import pynvml  # optional: NVML exists only beside an NVIDIA driver
 
         pynvml.nvmlInit()
         uuid = _torch_device_uuid()
@@ -71,7 +71,7 @@ def nvml_handle():
 
 def _torch_device_uuid() -> str | None:
     """NVML's name (`GPU-<uuid>`) for torch's current CUDA device, or None when torch has no CUDA device."""
-    import torch
+    import torch  # heavy: torch loads only where something runs on a device
 
     if not torch.cuda.is_available():
         return None
@@ -80,7 +80,7 @@ def _torch_device_uuid() -> str | None:
 
 def _optional(read, *args):
     """A reading the device may not support (energy, violation counters, sample buffers), else None."""
-    import pynvml
+    import pynvml  # optional: NVML exists only beside an NVIDIA driver
 
     try:
         return read(*args)
@@ -103,7 +103,7 @@ class NvmlSampler:
     energy_power_w: float | None = None
 
     def start(self) -> None:
-        import pynvml
+        import pynvml  # optional: NVML exists only beside an NVIDIA driver
 
         self._seen = {kind: self._newest_sample(kind) for kind in (SM_CLOCK_SAMPLES, UTILIZATION_SAMPLES, POWER_SAMPLES)}
         self._energy_mj = _optional(pynvml.nvmlDeviceGetTotalEnergyConsumption, self.handle)
@@ -116,7 +116,7 @@ class NvmlSampler:
         self._thread.start()
 
     def stop(self) -> None:
-        import pynvml
+        import pynvml  # optional: NVML exists only beside an NVIDIA driver
 
         elapsed = time.perf_counter() - self._started
         self._stop.set()
@@ -142,7 +142,7 @@ class NvmlSampler:
 
     def _drain(self) -> None:
         """New samples of each driver buffer since the last drain, plus memory in use now."""
-        import pynvml
+        import pynvml  # optional: NVML exists only beside an NVIDIA driver
 
         self.memory.append(pynvml.nvmlDeviceGetMemoryInfo(self.handle).used)
         for kind, into in ((SM_CLOCK_SAMPLES, self.sm_clock_mhz), (UTILIZATION_SAMPLES, self.utilization),
@@ -154,20 +154,20 @@ class NvmlSampler:
 
     def _newest_sample(self, kind: int) -> int:
         """Timestamp of the newest sample already in the driver's buffer: later ones belong to the span."""
-        import pynvml
+        import pynvml  # optional: NVML exists only beside an NVIDIA driver
 
         found = _optional(pynvml.nvmlDeviceGetSamples, self.handle, kind, 0)
         return max((s.timeStamp for s in found[1]), default=0) if found else 0
 
     def _violation_times(self) -> dict[int, int | None]:
-        import pynvml
+        import pynvml  # optional: NVML exists only beside an NVIDIA driver
 
         readings = {policy: _optional(pynvml.nvmlDeviceGetViolationStatus, self.handle, policy)
                     for policy in VIOLATION_POLICIES}
         return {policy: None if r is None else r.violationTime for policy, r in readings.items()}
 
     def _event_reasons(self) -> None:
-        import pynvml
+        import pynvml  # optional: NVML exists only beside an NVIDIA driver
 
         # renamed from "throttle" to "clocks event" reasons in newer NVML
         reasons = getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or getattr(

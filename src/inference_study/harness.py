@@ -74,7 +74,7 @@ class _GpuWatch:
 
     def __enter__(self) -> _GpuWatch:
         if self.device.startswith("cuda"):
-            import torch
+            import torch  # heavy: torch loads only where something runs on a device
 
             torch.cuda.reset_peak_memory_stats()
         if self.sampler:
@@ -88,7 +88,7 @@ class _GpuWatch:
     def usage(self):
         peaks = None
         if self.device.startswith("cuda"):
-            import torch
+            import torch  # heavy: torch loads only where something runs on a device
 
             peaks = (torch.cuda.max_memory_allocated(), torch.cuda.max_memory_reserved())
         usage = usage_from(self.sampler, peaks)

@@ -127,7 +127,7 @@ BOOTSTRAP_RESAMPLES = 2000
 
 def interval(per_repeat: Sequence[float]) -> Interval:
     """Median of the repeats with a seeded percentile-bootstrap CI (scipy) and the coefficient of variation."""
-    from scipy import stats
+    from scipy import stats  # heavy: scipy.stats loads only to bootstrap an interval
 
     values = np.asarray(per_repeat, dtype=np.float64)
     median = float(np.median(values))

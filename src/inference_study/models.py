@@ -27,8 +27,8 @@ class ModelSourceError(RuntimeError):
 
 def build_tokenizer(vocab_size: int, max_len: int):
     """A WordLevel tokenizer of exactly `vocab_size` ids ("w0" …): every id decodes, lengths are exact."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers  # heavy: only building a random model needs it
+    from transformers import PreTrainedTokenizerFast  # heavy: only building or loading a model needs it
 
     words = SPECIAL_TOKENS + [f"w{i}" for i in range(vocab_size - len(SPECIAL_TOKENS))]
     tokenizer = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(words)}, unk_token="<unk>"))
@@ -46,8 +46,8 @@ def build_tokenizer(vocab_size: int, max_len: int):
 
 def build_random_model(spec: ModelSpec, out_dir: Path) -> None:
     """Instantiate the architecture with seeded random weights in the configured dtype and save it."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+    import torch  # heavy: torch loads only where something runs on a device
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig  # heavy: only building or loading a model needs it
 
     shape = spec.shape.model_dump(exclude_none=True)
     with steps(f"random {spec.architecture} model", ["tokenizer", "weights", "save"]) as begin:
@@ -68,8 +68,8 @@ def build_random_model(spec: ModelSpec, out_dir: Path) -> None:
 
 def download_hf_model(spec: ModelSpec, out_dir: Path) -> None:
     """Download a pinned revision with huggingface_hub; offline, explain how to run without the hub."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub import snapshot_download  # heavy: only a hub download needs it
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError  # heavy: only a hub download needs it
 
     try:
         snapshot_download(

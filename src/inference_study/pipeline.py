@@ -60,12 +60,6 @@ def scenario_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) 
     print(f"{unit.key}: {result.status}" + (f" ({result.error})" if result.error else ""))
 
 
-def report_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> None:
-    from inference_study.report import build_report  # imports matplotlib and pandas
-
-    build_report(study, output_root, REPORTS_DIR / study.study.name, output_root / ROOFLINE_NAME)
-
-
 def _require(cell: dict[str, Any], key: str) -> Any:
     if key not in cell:
         raise ConfigError(f"cell.{key}: missing; pass it as an override, e.g. +cell.{key}=...")

@@ -48,7 +48,7 @@ def datasheet_for(gpu_name: str | None) -> dict[str, float]:
 
 def _time_cuda(fn, repeats: int) -> float:
     """Median seconds per call, timed with CUDA events after a warmup."""
-    import torch
+    import torch  # heavy: torch loads only where something runs on a device
 
     fn()
     torch.cuda.synchronize()
@@ -65,7 +65,7 @@ def _time_cuda(fn, repeats: int) -> float:
 
 def measure_bandwidth_gb_s(size_bytes: int = 4 << 30, repeats: int = 20) -> float:
     """Device-to-device copy of a large buffer, counting bytes read plus bytes written."""
-    import torch
+    import torch  # heavy: torch loads only where something runs on a device
 
     source = torch.empty(size_bytes, dtype=torch.uint8, device="cuda").random_()
     target = torch.empty_like(source)
@@ -75,7 +75,7 @@ def measure_bandwidth_gb_s(size_bytes: int = 4 << 30, repeats: int = 20) -> floa
 
 def measure_matmul_tflops(dtype: str = "float16", n: int = 8192, repeats: int = 20) -> float:
     """A large square matrix product on random data (never zeros: they run faster than real data)."""
-    import torch
+    import torch  # heavy: torch loads only where something runs on a device
 
     a = torch.randn(n, n, dtype=getattr(torch, dtype), device="cuda")
     b = torch.randn(n, n, dtype=getattr(torch, dtype), device="cuda")
@@ -86,7 +86,7 @@ def measure_matmul_tflops(dtype: str = "float16", n: int = 8192, repeats: int = 
 def measure_roofline(gpu_name: str | None, dtype: str = "float16") -> Roofline:
     """fp16 by default: on the GPUs listed here bf16 has the same tensor-core peak."""
     """Measure the ceilings on the current CUDA device; on a CPU the fields are null with a reason."""
-    import torch
+    import torch  # heavy: torch loads only where something runs on a device
 
     sheet = datasheet_for(gpu_name)
     reasons: dict[str, str] = {}

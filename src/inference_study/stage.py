@@ -55,9 +55,9 @@ def hydra_stage(action: StageAction) -> Callable[[], None]:
     `--config-dir conf --config-name config -m ...` composes conf/ directly, Hydra's multirun sweeps
     it, and each job writes into its own directory under `multirun/`, never into DVC outputs.
     """
-    import hydra
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
+    import hydra  # heavy: Hydra loads only to compose or run a stage
+    from hydra.core.hydra_config import HydraConfig  # heavy: Hydra loads only to compose or run a stage
+    from hydra.types import RunMode  # heavy: Hydra loads only to compose or run a stage
 
     @hydra.main(version_base=None, config_path=str(Path.cwd()), config_name="params")
     def main(cfg: DictConfig) -> None:

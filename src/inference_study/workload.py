@@ -1,4 +1,4 @@
-"""Synthetic fixed-length inputs (seed 000): no tokenizer or dataset variance in the timings."""
+"""Synthetic fixed-length inputs (the TensorRT-LLM paged-KV benchmark): no tokenizer or dataset variance in the timings."""
 
 from __future__ import annotations
 

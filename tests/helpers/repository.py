@@ -77,3 +77,10 @@ def trtllm_features(study) -> list[str]:
 
     return [feature for family, features in variant_features(study).items() if family.name == "tensorrt_llm"
             for feature in features]
+
+
+def cells(study) -> list:
+    """Every cell the study plans, in the plan's order."""
+    from inference_study.plan import bench_units
+
+    return [unit.cell for unit in bench_units(study)]

@@ -19,7 +19,7 @@ from inference_study.report.table import Loaded, load_cells, results_table, summ
 from inference_study.report.targets import targets_section
 from inference_study.results import write_json_atomic
 from inference_study.roofline import Roofline
-from inference_study.scenarios.report import keep_scenario_inputs, load_scenarios, scenario_sections
+from inference_study.report.scenarios import keep_scenario_inputs, load_scenarios, scenario_sections
 
 FLOAT_FORMAT = "%.6g"
 

@@ -10,6 +10,7 @@ import pandas as pd
 
 from inference_study.comparisons import Expected, Pair
 from inference_study.config import StudyConfig
+from inference_study.plan import bench_units
 from inference_study.report.table import SHAPE, measured
 from inference_study.tables import markdown_table
 
@@ -180,7 +181,7 @@ def _best_of_view(frame: pd.DataFrame, pair: Pair, against: list[str], baseline:
 def pair_section(study: StudyConfig, frame: pd.DataFrame, pair: Pair, baseline: str | None) -> list[str]:
     """One declared pair: the preset's note, then its tables, or which of its backends this study lacks."""
     lines = [f"## {pair.title}", ""] + ([pair.note.strip(), ""] if pair.note.strip() else [])
-    configured = {cell.backend for cell in study.all_cells()}
+    configured = {unit.cell.backend for unit in bench_units(study)}
     against = [name for name in pair.against if name in configured]
     absent = [name for name in (pair.candidate, *pair.against) if name not in configured]
     if absent:

@@ -7,11 +7,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from inference_study.report.table import measured, speedups  # noqa: E402
+from inference_study.report.table import measured, speedups
 
 PNG_OPTIONS = {"dpi": 110, "metadata": {"Software": None}}
 
@@ -102,18 +102,18 @@ def write_figures(frame: pd.DataFrame, baseline: str | None, figures_dir: Path) 
     for stale in figures_dir.glob("*.png"):
         stale.unlink()
     ok, speedup = measured(frame), speedups(frame, baseline)
+    plots = {
+        "latency_vs_input": lambda model, path: plot_latency_vs_input(ok, model, path),
+        "throughput_vs_batch": lambda model, path: plot_against_batch(ok, model, "output_tokens_per_s",
+                                                                      "output tokens/s", path),
+        "speedup_heatmap": lambda model, path: plot_speedup_heatmap(speedup, model, baseline, path),
+        "mbu_vs_batch": lambda model, path: plot_against_batch(ok, model, "mbu_pct", "decode MBU (% of measured)",
+                                                               path),
+    }
     written = []
     for model in sorted(ok["model"].unique()):
-        plots = {
-            "latency_vs_input": lambda path: plot_latency_vs_input(ok, model, path),
-            "throughput_vs_batch": lambda path: plot_against_batch(ok, model, "output_tokens_per_s",
-                                                                   "output tokens/s", path),
-            "speedup_heatmap": lambda path: plot_speedup_heatmap(speedup, model, baseline, path),
-            "mbu_vs_batch": lambda path: plot_against_batch(ok, model, "mbu_pct", "decode MBU (% of measured)",
-                                                            path),
-        }
         for name, plot in plots.items():
             path = figures_dir / f"{name}_{model}.png"
-            if plot(path) is not False:
+            if plot(model, path) is not False:
                 written.append(path)
     return written

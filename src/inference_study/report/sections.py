@@ -9,9 +9,17 @@ from pathlib import Path
 import pandas as pd
 
 from inference_study.config import StudyConfig
+from inference_study.plan import bench_units
 from inference_study.report.table import (
-    HEADLINE_LABELS, SHAPE, SHAPE_KEYS, SPEEDUP_KEYS, Loaded, cross_environment_pairs, setup_by_backend,
-    setup_share_pct, speedups,
+    HEADLINE_LABELS,
+    SHAPE,
+    SHAPE_KEYS,
+    SPEEDUP_KEYS,
+    Loaded,
+    cross_environment_pairs,
+    setup_by_backend,
+    setup_share_pct,
+    speedups,
 )
 from inference_study.roofline import Roofline
 from inference_study.tables import MISSING, markdown_table, readable
@@ -128,7 +136,7 @@ def speedup(study: StudyConfig, frame: pd.DataFrame, baseline: str | None) -> li
     if baseline is None:
         return ["## Speedup", "", "No baseline is declared (`study.comparisons.baseline`), so no speedup is "
                 "computed.", ""]
-    if baseline not in {cell.backend for cell in study.all_cells()}:
+    if baseline not in {unit.cell.backend for unit in bench_units(study)}:
         return ["## Speedup", "", f"The baseline `{baseline}` (`study.comparisons.baseline`) has no cell in this "
                 "study, so no speedup is computed: add it to the sweep, or declare a baseline the study has.", ""]
     table = speedups(frame, baseline)

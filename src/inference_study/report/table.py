@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from inference_study.config import Cell, StudyConfig
+from inference_study.plan import bench_units
 from inference_study.equivalence import equivalence_table
 from inference_study.results import CellResult, ResultError, read_result
 from inference_study.roofline import Roofline, utilization
@@ -34,7 +35,7 @@ def load_cells(study: StudyConfig, results_dir: Path) -> Loaded:
     A corrupt or foreign file is an error naming the file: it is never averaged in.
     """
     loaded = []
-    for cell in study.all_cells():
+    for cell in (unit.cell for unit in bench_units(study)):
         path = cell.result_path(results_dir)
         if not path.exists():
             loaded.append((cell, None))

@@ -14,7 +14,7 @@ class Record(BaseModel):
 
 
 class Expectation(Record):
-    """The seed's expected outcome, and whether this run met it, in words a reader can check."""
+    """The original benchmark's expected outcome, and whether this run met it, in words a reader can check."""
 
     expected: str
     met: bool

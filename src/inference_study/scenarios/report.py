@@ -1,39 +1,12 @@
-"""A report section per scenario: the original benchmark's expected outcome, whether this run met it, and
-the scenario's own tables (from its registered report function).
-
-The scenario results read are the units params.yaml plans (never a directory glob), like the cells.
-"""
+"""What the scenarios' own report tables share: one table format and the null-counter lines."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import pandas as pd
 
-from inference_study import registry
-from inference_study.config import StudyConfig, scenario_result_path
-from inference_study.plan import scenario_units
-from inference_study.results import ScenarioResult, read_scenario_result, write_scenario_result
+from inference_study.results import ScenarioResult
 from inference_study.tables import markdown_table
-
-Loaded = list[tuple[str, str, ScenarioResult | None]]
-
-
-def load_scenarios(study: StudyConfig, results_dir: Path) -> Loaded:
-    """(scenario, model, result or None when it has not run) for every planned scenario run."""
-    loaded = []
-    for unit in scenario_units(study):
-        path = unit.result_path(results_dir)
-        loaded.append((unit.scenario, unit.model_name, read_scenario_result(path) if path.exists() else None))
-    return loaded
-
-
-def keep_scenario_inputs(loaded: Loaded, inputs_dir: Path) -> None:
-    for scenario, model, result in loaded:
-        if result is not None:
-            write_scenario_result(scenario_result_path(inputs_dir, scenario, model), result)
-
 
 def table(frame: pd.DataFrame) -> str:
     return markdown_table(frame, floatfmt=".3g")
@@ -45,32 +18,4 @@ def null_counters_and_trtllm(results: list[ScenarioResult], scenario: str) -> li
     lines = [f"- null counters: {reason}" for reason in reasons] + ([""] if reasons else [])
     if not any(row.backend == "trtllm_pytorch" for r in results for row in r.record.rows):
         lines += [f"TensorRT-LLM: not measured in this study (`scenarios.{scenario}.backends` lists only `hf`).", ""]
-    return lines
-
-
-def scenario_sections(study: StudyConfig, loaded: Loaded) -> list[str]:
-    """One section per configured scenario; nothing when no scenario is configured."""
-    lines: list[str] = []
-    for scenario in dict.fromkeys(name for name, _, _ in loaded):
-        entries = [(model, result) for name, model, result in loaded if name == scenario]
-        measured = [result for _, result in entries if result is not None and result.status == "ok"]
-        settings = getattr(study.scenarios, scenario).model_dump()
-        spec = registry.scenarios()[scenario]
-        lines += [f"## Scenario: {spec.title}", "", f"Settings: `{json.dumps(settings)}`", ""]
-        if measured:
-            lines += [f"Expected (original benchmark): {measured[0].record.expectation.expected}", ""]
-        for model, result in entries:
-            if result is None:
-                lines.append(f"- `{model}`: not run (no result file)")
-            elif result.status != "ok":
-                lines.append(f"- `{model}`: {result.status}: {result.error}")
-            else:
-                outcome = result.record.expectation
-                lines.append(
-                    f"- `{model}` on {result.device}: **{'met' if outcome.met else 'not met'}**; "
-                    f"{outcome.observed}"
-                )
-        lines.append("")
-        if measured:
-            lines += registry.load(spec.report)(measured)
     return lines

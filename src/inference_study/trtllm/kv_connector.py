@@ -1,4 +1,4 @@
-"""A TensorRT-LLM KV cache connector that keeps prefix blocks on disk across processes (seed 001 §3).
+"""A TensorRT-LLM KV cache connector that keeps prefix blocks on disk across processes (the persistent-KV write-up).
 
 TensorRT-LLM (1.1 and 1.2) imports this module by name from `KvCacheConnectorConfig(connector_module=...)`
 and builds one `PrefixHashScheduler` (in the scheduling process) and one `PrefixHashWorker` (per GPU

@@ -67,7 +67,7 @@ class HfCompiledLoop(HfGenerate):
 
     def load(self) -> None:
         super().load()
-        import torch._inductor.config as inductor
+        import torch._inductor.config as inductor  # heavy: torch loads only where something runs on a device
 
         inductor.coordinate_descent_tuning = self.settings.coordinate_descent_tuning
         self._caches: dict[tuple[int, int], StaticCache] = {}

@@ -1,4 +1,4 @@
-"""KV offload to a host cache (seeds 004 and 001 §1): a device KV pool that holds about one request,
+"""KV offload to a host cache (the KV host-offload benchmarks): a device KV pool that holds about one request,
 block reuse on, prompts A,B,A,B at batch 1, with and without a host tier.
 
 TensorRT-LLM does this inside its KV cache manager (`KvCacheConfig(enable_block_reuse=True, max_tokens,
@@ -37,8 +37,8 @@ from inference_study.workload import synthetic_input_ids
 
 EXPECTED = (
     "With a device pool that holds one request, B evicts A's blocks: returning A and B reuse 0 blocks "
-    "without a host cache and more than 0 with it, and the outputs are identical either way (seeds 004, "
-    "001 §1)."
+    "without a host cache and more than 0 with it, and the outputs are identical either way (the KV "
+    "host-offload benchmarks)."
 )
 EQUIVALENCE = (
     "Equivalent to TensorRT-LLM's host cache: block-granular reuse of a prompt's full blocks (the last "

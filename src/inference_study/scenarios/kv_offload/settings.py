@@ -10,7 +10,7 @@ from inference_study.strict import PositiveInt
 
 class KvOffloadSettings(ScenarioSettings):
     """A KV pool that holds about one request, block reuse on, prompts A,B,A,B, with and without a host
-    cache (seeds 004 and 001 §1)."""
+    cache (the KV host-offload benchmarks)."""
 
     prompt_len: int = Field(default=96, ge=2)
     output_len: int = Field(default=32, ge=1)

@@ -1,9 +1,9 @@
-"""The TensorRT-LLM variant of kv_offload (seeds 004 and 001 §1): A,B,A,B at batch 1 through the LLM API's
+"""The TensorRT-LLM variant of kv_offload (the KV host-offload benchmarks): A,B,A,B at batch 1 through the LLM API's
 PyTorch backend, one `LLM` per arm, each with `KvCacheConfig(enable_block_reuse=True, max_tokens=gpu_pool_tokens,
 tokens_per_block, host_cache_size)`: 0 bytes without a host cache, `host_cache_tokens` x KV bytes per token with
 it (built by `trtllm.calls.block_reuse_kv_cache_kwargs`, whose names the contract test checks per version).
 
-This is the seeds' own experiment, so nothing is emulated: B's allocation evicts A's reusable blocks from the
+This is the benchmarks' own experiment, so nothing is emulated: B's allocation evicts A's reusable blocks from the
 device pool, to the host tier when there is one. Reused blocks come from the iteration stats
 (`enable_iter_perf_stats`, `LLM.get_stats()`): the KV cache manager's `reusedBlocks` / `missedBlocks` are
 cumulative, so each request's count is their difference around it and warmup never counts. An `LLM` keeps its

@@ -1,4 +1,4 @@
-"""A prefix KV cache that outlives the process that computed it (seed 001 §3, the "KV connector").
+"""A prefix KV cache that outlives the process that computed it (the persistent-KV write-up, the "KV connector").
 
 Instance 1 prefills the prompt cold, saves the prefix's per-layer keys and values with safetensors
 and exits. Instance 2, a new process with the same model and configuration, loads the file,
@@ -38,7 +38,7 @@ from inference_study.workload import synthetic_input_ids
 CACHE_FORMAT = "inference-study/prefix-kv/1"
 EXPECTED = (
     "The second instance finds the saved prefix, prefills only the new tokens (skips the prefix's "
-    "prefill) and its output is identical to the first instance's (seed 001 §3)."
+    "prefill) and its output is identical to the first instance's (the persistent-KV write-up)."
 )
 
 

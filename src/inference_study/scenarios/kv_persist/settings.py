@@ -9,7 +9,7 @@ from inference_study.strict import UniquePositive
 
 
 class KvPersistSettings(ScenarioSettings):
-    """A prefix KV cache saved by one process and loaded by another (seed 001 §3)."""
+    """A prefix KV cache saved by one process and loaded by another (the persistent-KV write-up)."""
 
     prefix_lens: UniquePositive = [64, 256]
     suffix_len: int = Field(

@@ -1,4 +1,4 @@
-"""Multi-round chat (seed 003, issue 5): U users, each with a long context, over R rounds round-robin.
+"""Multi-round chat (as in the multi-round chat benchmark): U users, each with a long context, over R rounds round-robin.
 
 Each round, every user in turn sends its whole history plus `new_tokens_per_round` new tokens and gets
 `output_len` greedy tokens back; the history grows by both. Three arms, each on fresh caches:
@@ -10,12 +10,12 @@ Each round, every user in turn sends its whole history plus `new_tokens_per_roun
   back when their user returns (the copy is inside that request's TTFT).
 
 Before the timed rounds each user's context is prefilled once into the reuse arms' caches (untimed and
-uncounted), as seed 003 precomputes it; TTFT, E2E and the counters cover the R rounds only.
+uncounted), as the multi-round chat benchmark precomputes it; TTFT, E2E and the counters cover the R rounds only.
 
 The PyTorch equivalent is prefix caches kept per user (`prefix_cache.TieredPrefixCache`, shared with
 kv_offload), not continuous batching's prefix sharing: transformers' paged pool keeps a finished request's
 block hashes only until the blocks are reallocated and has no host tier for them, so past the device budget
-it could show only the GPU-only arm; seed 003 reuses each user's previous prompt *and* output. `EQUIVALENCE` says what
+it could show only the GPU-only arm; the multi-round chat benchmark reuses each user's previous prompt *and* output. `EQUIVALENCE` says what
 matches TensorRT-LLM's `KvCacheConfig(enable_block_reuse, max_tokens, host_cache_size)` and what does not.
 
 The TensorRT-LLM variant (`scenarios.multiround.backends: [..., trtllm_pytorch]`) runs the same requests
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from inference_study.backends.hf.generate import HfEager, synchronize
-from inference_study.scenarios.common import divergence, greedy_run
+from inference_study.scenarios.common import divergence, greedy_run, load_eager
 from inference_study.scenarios.multiround.record import MultiroundRecord, MultiroundRow
 from inference_study.scenarios.multiround.settings import MULTIROUND_ARMS, MultiroundArm, MultiroundSettings
 from inference_study.scenarios.prefix_cache import TieredPrefixCache, timed_lookup
@@ -46,7 +46,7 @@ EXPECTED = (
     "With KV reuse a returning user prefills only its new tokens, so TTFT falls below the no-reuse arm's while "
     "every user's history fits on the device; once U x history exceeds the device budget the GPU-only arm's reuse "
     "hit rate collapses (the cliff) while the host-offload arm keeps reusing histories brought back from host "
-    "memory; greedy outputs are identical in every arm (seed 003: 16k contexts, 10 rounds, 64/64 tokens, "
+    "memory; greedy outputs are identical in every arm (the multi-round chat benchmark: 16k contexts, 10 rounds, 64/64 tokens, "
     "Llama-3.1-70B). Met is judged on the reuse counters and the outputs; the TTFT and E2E columns show whether "
     "time followed."
 )
@@ -57,7 +57,7 @@ EQUIVALENCE = (
     "and output (the last prompt token always prefilled), a device budget in tokens (`max_tokens`) shared by the "
     "running request and the cached histories, least recently used eviction to a host tier or for good, and the "
     "host-to-device copy inside the returning request's TTFT. Not equivalent: requests run one at a time at batch "
-    "1 (seed 003 enqueues a round's users together), each history is one contiguous DynamicCache moved as a unit "
+    "1 (the multi-round chat benchmark enqueues a round's users together), each history is one contiguous DynamicCache moved as a unit "
     "(not paged blocks moved block by block), the tiers and their counters are this study's, and the host copy is "
     "synchronous from pageable memory."
 )
@@ -147,7 +147,7 @@ def serve_hf(
             prefilled_tokens=run.forward_lengths[0],
         )
 
-    if cache:  # seed 003 precomputes each user's context: prefilled here, untimed and uncounted
+    if cache:  # the multi-round chat benchmark precomputes each user's context: prefilled here, untimed and uncounted
         for context in work.contexts[:users]:
             found = cache.lookup(context, 1)
             run = greedy_run(backend, context, 1, past_key_values=found.cache)
@@ -350,8 +350,6 @@ def run_multiround(
     trtllm: Callable[[Workload], tuple[list[MultiroundRow], bool]] | None = None,
 ) -> MultiroundRecord:
     """The hf arms (when `hf` is among the backends), then the TensorRT-LLM arms when `trtllm` is given."""
-    from inference_study.scenarios.common import load_eager
-
     work = workload(settings, vocab_size, seed)
     rows, identical, divergences = [], True, []
     if "hf" in settings.backends:

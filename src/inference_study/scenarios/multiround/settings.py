@@ -15,7 +15,7 @@ MULTIROUND_ARMS: tuple[MultiroundArm, ...] = ("no_reuse", "reuse_gpu_only", "reu
 
 class MultiroundSettings(ScenarioSettings):
     """U users, each with a long context, over R rounds round-robin; each round adds new tokens and
-    generates output; with and without KV reuse, with and without a host tier (seed 003, issue 5).
+    generates output; with and without KV reuse, with and without a host tier (as in the multi-round chat benchmark).
 
     `warmup_iterations` untimed requests (user 0's first prompt, no reuse) precede the timed sweep;
     `iterations` repeats the whole sweep (every arm × user count), each time on fresh caches.

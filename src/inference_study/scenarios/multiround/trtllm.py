@@ -1,4 +1,4 @@
-"""The TensorRT-LLM variant of multiround (seed 003): the same users, rounds and requests through the LLM
+"""The TensorRT-LLM variant of multiround (the multi-round chat benchmark): the same users, rounds and requests through the LLM
 API's PyTorch backend, one `LLM` per arm, each with its own `KvCacheConfig`:
 
 * `no_reuse`: `enable_block_reuse=False`;
@@ -62,7 +62,7 @@ def serve_trtllm(backend: TrtllmPytorch, settings: MultiroundSettings, users: in
             prefilled_tokens=None if reused is None else len(prompt) - reused,
         )
 
-    for context in work.contexts[:users]:  # seed 003 precomputes each user's context
+    for context in work.contexts[:users]:  # the multi-round chat benchmark precomputes each user's context
         backend.generate([context], 1)
     start = time.perf_counter()
     requests = serve_rounds(serve, settings, users, work)

@@ -1,4 +1,4 @@
-"""Prompt-lookup speculative decoding (seed 001 §2) with transformers: no draft model.
+"""Prompt-lookup speculative decoding (the n-gram speculation write-up) with transformers: no draft model.
 
 `prompt_lookup_num_tokens` (the draft length) and `max_matching_ngram_size` make `generate` propose
 the tokens that followed the last n-gram's earlier occurrence in the prompt or the output so far, and
@@ -30,7 +30,7 @@ CONSTRUCTIONS = {
 }
 EXPECTED = (
     "Output identical to plain greedy decoding for every draft length and n-gram size; on the "
-    "high-overlap workload drafts are accepted and decoding is faster (seed 001 §2: editing, code "
+    "high-overlap workload drafts are accepted and decoding is faster (the n-gram speculation write-up: editing, code "
     "modification and templates work best)."
 )
 

@@ -12,7 +12,7 @@ from inference_study.strict import PositiveInt, UniquePositive, unique
 NgramWorkload = Literal["high_overlap", "low_overlap"]
 
 class NgramSettings(ScenarioSettings):
-    """Prompt-lookup speculative decoding (seed 001 §2): draft length × n-gram size × workload."""
+    """Prompt-lookup speculative decoding (the n-gram speculation write-up): draft length × n-gram size × workload."""
 
     prompt_len: int = Field(default=128, ge=16, description="the workload builder seeds with 16 tokens")
     output_len: int = Field(default=64, ge=2)

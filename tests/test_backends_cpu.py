@@ -332,3 +332,26 @@ def test_resolve_device() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="bench.device"):
             harness.resolve_device("cuda")
+
+
+def test_paged_prefilled_tokens_agree_with_transformers_own_prefix_counter(model_dir: Path) -> None:
+    """The paged backend counts a request's computed prompt tokens at the model's input (a public hook); with
+    block sharing the second identical prompt computes only what transformers' own counter did not reuse."""
+    from inference_study.backends.hf.paged import HfPaged
+    from inference_study.backends.hf.settings import HfPagedSettings
+
+    paged = HfPaged(HfPagedSettings(block_size=8, num_blocks=16, max_batch_tokens=64, allow_block_sharing=True),
+                    model_dir, "float32", "cpu")
+    paged.load()
+    try:
+        prompt = list(range(3, 43))  # 40 tokens: 5 full blocks of 8
+        first = paged.generate([prompt], 6)
+        counter = paged.manager.batch_processor.cache._total_prefix_length  # private: read here only to check
+        second = paged.generate([prompt], 6)
+        reused = paged.manager.batch_processor.cache._total_prefix_length - counter
+    finally:
+        paged.release()
+    assert first.prefilled_tokens == [len(prompt)]
+    # transformers counts every matched block, but still computes one token to start decoding
+    assert reused > 0 and second.prefilled_tokens == [max(len(prompt) - reused, 1)]
+    assert second.output_ids == first.output_ids

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inference_study.scenarios.common import divergence, greedy_run
+from inference_study.scenarios.common import divergence
 from inference_study.scenarios.records import Divergence, agreement
 from inference_study.workload import synthetic_input_ids
 
@@ -14,8 +14,8 @@ from inference_study.workload import synthetic_input_ids
 
 @pytest.fixture(scope="module")
 def prompt_and_greedy(backend):
-    prompt = synthetic_input_ids(1, 24, backend.model.config.vocab_size, 0)[0]
-    return prompt, greedy_run(backend, prompt, 8).output_ids
+    prompt = synthetic_input_ids(1, 24, backend.model_config.vocab_size, 0)[0]
+    return prompt, backend.greedy(prompt, 8).output_ids
 
 
 def test_identical_outputs_have_no_divergence(backend, prompt_and_greedy) -> None:

@@ -21,7 +21,7 @@ from helpers.trtllm_stand_in import install_stand_in
 from inference_study.backend import Generation
 from inference_study.backends.trtllm.backend import NO_KV_CACHE_STATS, KvCacheCounters, kv_cache_totals
 from inference_study.config import StudyConfig, validate_params
-from inference_study.scenarios.common import greedy_run
+
 from inference_study.scenarios.kv_offload.run import (
     SEQUENCE,
     measure,
@@ -62,7 +62,7 @@ def study() -> StudyConfig:
 
 @pytest.fixture(scope="module")
 def prompts(backend) -> dict[str, list[int]]:
-    a, b = synthetic_input_ids(2, SETTINGS.prompt_len, backend.model.config.vocab_size, 0)
+    a, b = synthetic_input_ids(2, SETTINGS.prompt_len, backend.model_config.vocab_size, 0)
     return {"A": a, "B": b}
 
 
@@ -95,7 +95,7 @@ def test_eviction_to_host_is_least_recently_used_and_host_capacity_bounds_it(bac
     cache = pool(backend, small_host, host_cache=True)
     for name in ("A", "B"):
         found = cache.lookup(prompts[name], SETTINGS.output_len)
-        greedy_run(backend, prompts[name], SETTINGS.output_len, past_key_values=found.cache)
+        backend.greedy(prompts[name], SETTINGS.output_len, past_key_values=found.cache)
         cache.keep(prompts[name][:32], found.cache)
     assert list(cache.tiers["gpu"]) == [tuple(prompts["B"][:32])]
     assert list(cache.tiers["host"]) == [tuple(prompts["A"][:32])]
@@ -103,13 +103,13 @@ def test_eviction_to_host_is_least_recently_used_and_host_capacity_bounds_it(bac
     tight = pool(backend, SETTINGS.model_copy(update={"host_cache_tokens": 31}), host_cache=True)
     for name in ("A", "B"):
         found = tight.lookup(prompts[name], SETTINGS.output_len)
-        greedy_run(backend, prompts[name], SETTINGS.output_len, past_key_values=found.cache)
+        backend.greedy(prompts[name], SETTINGS.output_len, past_key_values=found.cache)
         tight.keep(prompts[name][:32], found.cache)
     assert not tight.tiers["host"]  # A's 32 tokens do not fit a 31-token host tier: dropped
 
 
 def test_outputs_identical_with_and_without_host_cache_and_expectation_met(backend) -> None:
-    result = record(SETTINGS, *measure(backend, SETTINGS, backend.model.config.vocab_size, 0))
+    result = record(SETTINGS, *measure(backend, SETTINGS, backend.model_config.vocab_size, 0))
     assert [(r.host_cache, r.prompt, r.round) for r in result.rows] == [
         (h, name, round_) for h in (False, True) for name, round_ in SEQUENCE
     ]
@@ -124,7 +124,7 @@ def test_outputs_identical_with_and_without_host_cache_and_expectation_met(backe
 @pytest.fixture(scope="module")
 def offloaded(model_dir, backend) -> KvOffloadRecord:
     """The whole hf scenario as the stage runs it: both arms, then transformers' paged reference."""
-    return run_kv_offload(SETTINGS, model_dir, "float32", "cpu", backend.model.config.vocab_size, 0)
+    return run_kv_offload(SETTINGS, model_dir, "float32", "cpu", backend.model_config.vocab_size, 0)
 
 
 def test_transformers_paged_pool_of_one_request_reuses_nothing_and_of_two_reuses_the_returning(
@@ -193,7 +193,7 @@ def test_trtllm_variant_passes_contract_names_and_reports_null_counters_with_a_r
     log = install_stand_in(monkeypatch, version)
     settings = SETTINGS.model_copy(update={"warmup_iterations": 1, "iterations": 2, "backends": ["trtllm_pytorch"]})
     run = kv_offload_trtllm_arms(settings, TrtllmPytorchSettings(), model_dir, "float32", "cuda")
-    result = run_kv_offload(settings, model_dir, "float32", "cuda", backend.model.config.vocab_size, 0, run)
+    result = run_kv_offload(settings, model_dir, "float32", "cuda", backend.model_config.vocab_size, 0, run)
     assert [(r.backend, r.host_cache, r.prompt, r.round) for r in result.rows] == [
         ("trtllm_pytorch", h, name, round_) for h in (False, True) for name, round_ in SEQUENCE]
     assert result.paged_reused_tokens is None and result.identical_outputs

@@ -54,7 +54,7 @@ SETTINGS = MultiroundSettings(
 
 @pytest.fixture(scope="module")
 def work(backend):
-    return workload(SETTINGS, backend.model.config.vocab_size, 0)
+    return workload(SETTINGS, backend.model_config.vocab_size, 0)
 
 
 @pytest.fixture(scope="module")

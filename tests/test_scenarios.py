@@ -20,7 +20,7 @@ from inference_study.results import (
     read_scenario_result,
     write_scenario_result,
 )
-from inference_study.scenarios.common import greedy_run
+
 from inference_study.scenarios.kv_persist.run import (
     CacheRefused,
     InstanceSpec,
@@ -115,7 +115,7 @@ def ngram_record(backend):
     settings = NgramSettings(
         prompt_len=32, output_len=24, draft_lens=[4], ngram_sizes=[1, 2], warmup_iterations=0, iterations=1
     )
-    return run_ngram(backend, settings, backend.model.config.vocab_size, seed=0)
+    return run_ngram(backend, settings, backend.model_config.vocab_size, seed=0)
 
 
 def test_prompt_lookup_output_is_greedy_with_exact_draft_counters(ngram_record, backend) -> None:
@@ -144,8 +144,8 @@ def test_high_overlap_workload_repeats_the_prompt_and_drafts_get_accepted(ngram_
 
 
 def test_plain_greedy_uses_one_forward_per_token(backend) -> None:
-    prompt = synthetic_input_ids(1, 16, backend.model.config.vocab_size, 0)[0]
-    run = greedy_run(backend, prompt, 6)
+    prompt = synthetic_input_ids(1, 16, backend.model_config.vocab_size, 0)[0]
+    run = backend.greedy(prompt, 6)
     assert run.forward_lengths == [16, 1, 1, 1, 1, 1] and run.step_sizes == [1] * 6
 
 
@@ -154,7 +154,7 @@ def test_plain_greedy_uses_one_forward_per_token(backend) -> None:
 
 @pytest.fixture
 def spec(model_dir: Path, tmp_path: Path, backend) -> InstanceSpec:
-    prompt = synthetic_input_ids(1, PREFIX + SUFFIX, backend.model.config.vocab_size, 0)[0]
+    prompt = synthetic_input_ids(1, PREFIX + SUFFIX, backend.model_config.vocab_size, 0)[0]
     return InstanceSpec(
         model_dir=model_dir,
         dtype="float32",
@@ -175,7 +175,7 @@ def test_warm_instance_prefills_only_the_new_tokens_and_matches(spec: InstanceSp
     assert cold.prefilled_tokens == PREFIX + SUFFIX and warm.prefilled_tokens == SUFFIX
     assert warm.cache_used and warm.refused_reason is None and warm.load_s > 0
     assert warm.output_ids == cold.output_ids and len(warm.output_ids) == OUTPUT
-    config = backend.model.config
+    config = backend.model_config
     kv_bytes = 2 * config.num_hidden_layers * config.num_key_value_heads * PREFIX * config.head_dim * 4
     assert cold.cache_bytes == cache_path(spec, PREFIX).stat().st_size > kv_bytes
 
@@ -189,7 +189,7 @@ def test_cache_of_the_whole_prompt_keeps_its_last_token_uncached(spec: InstanceS
 
 
 def _prefix_cache(backend, ids: list[int]) -> DynamicCache:
-    cache = DynamicCache(config=backend.model.config)
+    cache = DynamicCache(config=backend.model_config)
     with torch.inference_mode():
         backend.model(input_ids=torch.tensor([ids]), past_key_values=cache, use_cache=True)
     return cache

@@ -37,6 +37,9 @@ class Generation:
     output_ids: list[list[int]]
     start: float
     token_times: list[list[float]]
+    # Prompt tokens each request computed (the rest came from a reused KV cache), where the backend can
+    # count them through public APIs; None where it cannot.
+    prefilled_tokens: list[int] | None = None
 
 
 class Backend(ABC):

@@ -63,7 +63,7 @@ class TieredPrefixCache:
             evicted = entries.pop(key)
             if tier == "gpu" and len(key) <= self.capacity["host"]:
                 self._make_room("host", len(key))
-                self.tiers["host"][key] = moved(evicted, "cpu", self.backend.model.config)
+                self.tiers["host"][key] = moved(evicted, "cpu", self.backend.model_config)
 
     def match(self, prompt: list[int]) -> tuple[str, Key] | None:
         """(tier, key) of the longest cached prefix of `prompt` that leaves its last token uncached."""
@@ -78,7 +78,7 @@ class TieredPrefixCache:
 
     def lookup(self, prompt: list[int], output_len: int) -> Lookup:
         """Reserve the request's room on the device and hand back the reusable prefix (a copy), if any."""
-        config = self.backend.model.config
+        config = self.backend.model_config
         found = self.match(prompt)
         source, key = found if found else (None, None)
         if source == "host":

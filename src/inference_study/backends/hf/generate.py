@@ -5,10 +5,13 @@ from __future__ import annotations
 import gc
 import importlib.util
 import time
-from typing import ClassVar
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
-from transformers import AutoModelForCausalLM, CompileConfig, GenerationConfig
+from transformers import AutoModelForCausalLM, CompileConfig, GenerationConfig, PretrainedConfig
 from transformers.generation.streamers import BaseStreamer
 
 from inference_study.backend import Backend, Generation
@@ -17,20 +20,23 @@ from inference_study.strict import ConfigError
 
 
 class TokenTimestamps(BaseStreamer):
-    """Records when each decode step's tokens reach the host.
+    """Records when each decode step's tokens reach the host, and how many each step produced.
 
     transformers calls `put` once with the prompt before prefill, then once per step with tokens
     already copied to the host (a blocking copy), so a timestamp here marks a token that exists; no
-    extra device synchronization is added inside the timed region.
+    extra device synchronization is added inside the timed region. A step produces one token per row,
+    or the accepted drafts plus one under prompt lookup.
     """
 
     def __init__(self) -> None:
         self.times: list[float] = []
+        self.sizes: list[int] = []
         self._prompt_seen = False
 
     def put(self, value: torch.Tensor) -> None:
         if self._prompt_seen:
             self.times.append(time.perf_counter())
+            self.sizes.append(value.numel())
         self._prompt_seen = True
 
     def end(self) -> None:
@@ -54,6 +60,30 @@ def torch_compile_unavailable(device: str) -> str | None:
     except Exception as error:  # Inductor raises its own error types when no compiler is found
         return f"torch.compile on CPU needs a C++ compiler: {type(error).__name__}: {error}"
     return None
+
+
+@contextmanager
+def forward_tokens(model: torch.nn.Module) -> Iterator[list[int]]:
+    """Tokens fed to each forward pass of `model`, seen at its input embedding (a public module hook)."""
+    lengths: list[int] = []
+    handle = model.get_input_embeddings().register_forward_hook(
+        lambda module, args, output: lengths.append(args[0].shape[-1])
+    )
+    try:
+        yield lengths
+    finally:
+        handle.remove()
+
+
+@dataclass(frozen=True)
+class GreedyRun:
+    """One greedy `generate` call of batch 1: its new tokens, timings and counters."""
+
+    output_ids: list[int]
+    elapsed_s: float
+    ttft_s: float
+    step_sizes: list[int]
+    forward_lengths: list[int]
 
 
 class HfGenerate(Backend):
@@ -97,6 +127,42 @@ class HfGenerate(Backend):
         )
         generated = output[:, ids.shape[1] :].tolist()
         return Generation(output_ids=generated, start=start, token_times=[streamer.times] * len(generated))
+
+    @property
+    def model_config(self) -> PretrainedConfig:
+        """The loaded model's config (layers, heads), which caches built outside `generate` need."""
+        return self.model.config
+
+    @torch.inference_mode()
+    def greedy(self, prompt: list[int], output_len: int, past_key_values: Any = None, **generation: Any) -> GreedyRun:
+        """Exactly `output_len` greedy tokens after `prompt`, timed like the harness times a request, from a
+        cache the caller built (a prefix it kept), with `generation` fields of the greedy config set (e.g.
+        prompt lookup): what the scenarios change, through transformers' public `generate`."""
+        ids = torch.tensor([prompt], dtype=torch.long, device=self.device)
+        config = self.generation_config(len(prompt), output_len)
+        config.update(**generation)
+        streamer = TokenTimestamps()
+        with forward_tokens(self.model) as lengths:
+            synchronize(self.device)
+            start = time.perf_counter()
+            output = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config,
+                                         streamer=streamer, past_key_values=past_key_values)
+            synchronize(self.device)
+            elapsed = time.perf_counter() - start
+        return GreedyRun(output_ids=output[0, len(prompt):].tolist(), elapsed_s=elapsed,
+                         ttft_s=streamer.times[0] - start, step_sizes=streamer.sizes, forward_lengths=list(lengths))
+
+    @torch.inference_mode()
+    def prefill(self, ids: list[int], cache: Any) -> None:
+        """Run `ids` through the model into `cache` (a prefix computed once and kept)."""
+        self.model(input_ids=torch.tensor([ids], device=self.device), past_key_values=cache, use_cache=True)
+
+    @torch.inference_mode()
+    def next_token_logits(self, ids: list[int]) -> tuple[torch.Tensor, float]:
+        """float32 logits of the token after `ids` (a full prefill), and the dtype's machine epsilon."""
+        tensor = torch.tensor([ids], dtype=torch.long, device=self.device)
+        logits = self.model(input_ids=tensor, logits_to_keep=1).logits[0, -1].float()
+        return logits, torch.finfo(self.model.dtype).eps
 
     def release(self) -> None:
         self.model = None

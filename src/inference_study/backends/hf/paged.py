@@ -17,7 +17,7 @@ from transformers import ContinuousBatchingConfig, GenerationConfig
 from transformers.generation.continuous_batching import RequestStatus
 
 from inference_study.backend import Generation
-from inference_study.backends.hf.generate import HfGenerate, synchronize
+from inference_study.backends.hf.generate import HfGenerate, forward_tokens, synchronize
 from inference_study.backends.hf.settings import HfPagedSettings
 
 # How long to wait for the next finished request before checking that the manager thread is alive.
@@ -73,7 +73,21 @@ class HfPaged(HfGenerate):
         if self.manager is None:
             self._start_manager(self.generation_config(len(input_ids[0]), output_len))
         synchronize(self.device)
-        start = time.perf_counter()
+        with forward_tokens(self.model) as fed:
+            start = time.perf_counter()
+            outputs = self._serve(input_ids, output_len)
+        # One request alone: every token fed was its prompt's computed part or one of its output_len - 1 decode
+        # steps, so what it did not compute came from shared blocks. A packed batch mixes requests' tokens.
+        prefilled = [sum(fed) - (output_len - 1)] if len(input_ids) == 1 else None
+        return Generation(
+            output_ids=[output.generated_tokens for output in outputs],
+            start=start,
+            token_times=[output.timestamps for output in outputs],
+            prefilled_tokens=prefilled,
+        )
+
+    def _serve(self, input_ids: list[list[int]], output_len: int) -> list:
+        """Submit the batch at once and wait until every request finished; their outputs, in order."""
         request_ids = self.manager.add_requests(input_ids, max_new_tokens=output_len, record_timestamps=True)
         finished = {}
         while len(finished) < len(request_ids):
@@ -86,12 +100,7 @@ class HfPaged(HfGenerate):
                 raise RuntimeError(f"continuous batching request {output.request_id} failed: {output.error}")
             if output.is_finished():
                 finished[output.request_id] = output
-        outputs = [finished[request_id] for request_id in request_ids]
-        return Generation(
-            output_ids=[output.generated_tokens for output in outputs],
-            start=start,
-            token_times=[output.timestamps for output in outputs],
-        )
+        return [finished[request_id] for request_id in request_ids]
 
     def release(self) -> None:
         """Stop the manager's thread and drop its KV pool before the model goes."""

@@ -28,7 +28,8 @@ import torch
 from inference_study.backends.hf.generate import HfEager
 from inference_study.backends.hf.paged import HfPaged
 from inference_study.backends.hf.settings import HfPagedSettings
-from inference_study.scenarios.common import Run, divergence, greedy_run, load_eager
+from inference_study.scenarios.common import divergence, load_eager
+from inference_study.backends.hf.generate import GreedyRun
 from inference_study.scenarios.kv_offload.record import KvOffloadRecord, KvOffloadRow
 from inference_study.scenarios.kv_offload.settings import KvOffloadSettings
 from inference_study.scenarios.prefix_cache import Lookup, TieredPrefixCache, timed_lookup
@@ -78,7 +79,7 @@ class Request:
 class Served:
     """One request of the sequence: the generate run and the cache's counters, differenced around it."""
 
-    run: Run
+    run: GreedyRun
     lookup: Lookup
     lookup_s: float  # the cache lookup and any host-to-device copy, before generate: part of TTFT
     reused_blocks: int
@@ -102,7 +103,7 @@ def serve_sequence(
     for name, _ in SEQUENCE:
         before = cache.reused_blocks
         found, lookup_s = timed_lookup(cache, prompts[name], settings.output_len)
-        run = greedy_run(backend, prompts[name], settings.output_len, past_key_values=found.cache)
+        run = backend.greedy(prompts[name], settings.output_len, past_key_values=found.cache)
         cache.keep(prompts[name][: cache.cached_len(prompts[name])], found.cache)
         served.append(Served(run=run, lookup=found, lookup_s=lookup_s, reused_blocks=cache.reused_blocks - before))
     return served
@@ -227,9 +228,9 @@ def record(settings: KvOffloadSettings, measured: list[KvOffloadRow], divergence
 def paged_reference(
     settings: KvOffloadSettings, model_dir: Path, dtype: str, device: str, prompts: dict[str, list[int]]
 ) -> tuple[list[int], list[list[int]]]:
-    """Prompt tokens transformers' continuous batching reuses per request of A,B,A,B (its own counter,
-    differenced around each request; the manager's warmup searches no prefix, so it counts nothing), and
-    the outputs, over a pool of the same size with block sharing on: the no-host-cache arm on paged KV."""
+    """Prompt tokens transformers' continuous batching reuses per request of A,B,A,B (the prompt less what the
+    paged backend counts it prefilled), and the outputs, over a pool of the same size with block sharing on:
+    the no-host-cache arm on paged KV."""
     paged = HfPaged(
         HfPagedSettings(
             block_size=settings.tokens_per_block,
@@ -245,10 +246,9 @@ def paged_reference(
     reused, outputs = [], []
     try:
         for name, _ in SEQUENCE:
-            counted = paged.manager.batch_processor.cache._total_prefix_length if paged.manager else 0
-            # (no manager yet: the first generate starts it, with its pool and counter at 0)
-            outputs.append(paged.generate([prompts[name]], settings.output_len).output_ids[0])
-            reused.append(paged.manager.batch_processor.cache._total_prefix_length - counted)
+            generation = paged.generate([prompts[name]], settings.output_len)
+            outputs.append(generation.output_ids[0])
+            reused.append(len(prompts[name]) - generation.prefilled_tokens[0])
     finally:
         paged.release()
     return reused, outputs

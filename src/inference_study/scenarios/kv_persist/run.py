@@ -7,7 +7,7 @@ fingerprint of the model, dtype and attention configuration, and a checksum of i
 that does not match is refused with the reason, and instance 2 computes the prefix instead, so a
 stale or damaged cache costs time but never changes the output.
 
-Run as `python -m inference_study.scenarios.kv_persist.run {save|load} SPEC_JSON OUT_JSON` (one instance).
+GreedyRun as `python -m inference_study.scenarios.kv_persist.run {save|load} SPEC_JSON OUT_JSON` (one instance).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from transformers import DynamicCache
 
 from inference_study.backends.hf.generate import HfEager
 from inference_study.models import PROVENANCE_FILE
-from inference_study.scenarios.common import Run, divergence, greedy_run, load_eager, repeated
+from inference_study.scenarios.common import divergence, load_eager, repeated
+from inference_study.backends.hf.generate import GreedyRun
 from inference_study.scenarios.kv_persist.record import KvPersistRecord, KvPersistRow
 from inference_study.scenarios.kv_persist.settings import KvPersistSettings
 from inference_study.scenarios.records import Divergence, Expectation, agreement
@@ -85,10 +86,10 @@ def load_prefix_cache(
     if prompt[: len(prefix)] != prefix:
         raise CacheRefused(f"{path}: its {len(prefix)} prefix tokens are not a prefix of this prompt")
     layers = int(metadata["layers"])
-    if layers != backend.model.config.num_hidden_layers or len(tensors) != 2 * layers:
+    if layers != backend.model_config.num_hidden_layers or len(tensors) != 2 * layers:
         raise CacheRefused(
             f"{path}: {len(tensors)} tensors for {layers} layers; the model has "
-            f"{backend.model.config.num_hidden_layers}"
+            f"{backend.model_config.num_hidden_layers}"
         )
     device = backend.device
     cache = DynamicCache(
@@ -96,7 +97,7 @@ def load_prefix_cache(
             (tensors[f"layer.{i}.keys"].to(device), tensors[f"layer.{i}.values"].to(device))
             for i in range(layers)
         ],
-        config=backend.model.config,
+        config=backend.model_config,
     )
     if cache.get_seq_length() != len(prefix):
         raise CacheRefused(
@@ -140,7 +141,7 @@ def cache_path(spec: InstanceSpec, prefix_len: int) -> Path:
     return spec.cache_dir / f"prefix_{prefix_len}.safetensors"
 
 
-def _summary(runs: list[Run]) -> dict[str, object]:
+def _summary(runs: list[GreedyRun]) -> dict[str, object]:
     return {
         "ttft_s": statistics.median(r.ttft_s for r in runs),
         "output_ids": runs[-1].output_ids,
@@ -148,9 +149,9 @@ def _summary(runs: list[Run]) -> dict[str, object]:
     }
 
 
-def _timed(backend: HfEager, spec: InstanceSpec, prompt: list[int], cache: DynamicCache | None) -> list[Run]:
+def _timed(backend: HfEager, spec: InstanceSpec, prompt: list[int], cache: DynamicCache | None) -> list[GreedyRun]:
     return repeated(
-        lambda: greedy_run(backend, prompt, spec.output_len, past_key_values=copy.deepcopy(cache)),
+        lambda: backend.greedy(prompt, spec.output_len, past_key_values=copy.deepcopy(cache)),
         spec.warmup_iterations,
         spec.iterations,
     )
@@ -160,9 +161,8 @@ def _timed(backend: HfEager, spec: InstanceSpec, prompt: list[int], cache: Dynam
 def compute_and_save(backend: HfEager, spec: InstanceSpec, prefix_len: int, prompt: list[int]) -> InstanceRow:
     """Instance 1: cold generation (full prefill), then the prefix's KV computed and saved."""
     runs = _timed(backend, spec, prompt, None)
-    cache = DynamicCache(config=backend.model.config)
-    ids = torch.tensor([prompt[:prefix_len]], device=backend.device)
-    backend.model(input_ids=ids, past_key_values=cache, use_cache=True)
+    cache = DynamicCache(config=backend.model_config)
+    backend.prefill(prompt[:prefix_len], cache)
     model_fingerprint = fingerprint(spec.model_dir, spec.dtype, backend.settings.attn_implementation)
     size = save_prefix_cache(cache_path(spec, prefix_len), cache, prompt[:prefix_len], model_fingerprint)
     return InstanceRow(**_summary(runs), cache_bytes=size)
@@ -192,7 +192,7 @@ def run_instance(role: str, spec: InstanceSpec) -> list[InstanceRow]:
 
 
 def spawn_instance(role: str, spec: InstanceSpec, work_dir: Path) -> list[InstanceRow]:
-    """Run one instance in a new Python process: nothing but the cache files passes between instances."""
+    """GreedyRun one instance in a new Python process: nothing but the cache files passes between instances."""
     spec_file, out_file = work_dir / f"{role}_spec.json", work_dir / f"{role}_out.json"
     spec_file.write_text(spec.model_dump_json())
     subprocess.run([sys.executable, "-m", __name__, role, str(spec_file), str(out_file)], check=True)

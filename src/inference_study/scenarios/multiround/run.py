@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from inference_study.backends.hf.generate import HfEager, synchronize
-from inference_study.scenarios.common import divergence, greedy_run, load_eager
+from inference_study.scenarios.common import divergence, load_eager
 from inference_study.scenarios.multiround.record import MultiroundRecord, MultiroundRow
 from inference_study.scenarios.multiround.settings import MULTIROUND_ARMS, MultiroundArm, MultiroundSettings
 from inference_study.scenarios.prefix_cache import TieredPrefixCache, timed_lookup
@@ -133,7 +133,7 @@ def serve_hf(
 
     def serve(prompt: list[int], user: int, round_: int) -> Request:
         found, lookup_s = timed_lookup(cache, prompt, settings.output_len) if cache else (None, 0.0)
-        run = greedy_run(backend, prompt, settings.output_len, past_key_values=found.cache if found else None)
+        run = backend.greedy(prompt, settings.output_len, past_key_values=found.cache if found else None)
         if cache:
             cache.keep(prompt + run.output_ids, found.cache)
         return Request(
@@ -150,7 +150,7 @@ def serve_hf(
     if cache:  # the multi-round chat benchmark precomputes each user's context: prefilled here, untimed and uncounted
         for context in work.contexts[:users]:
             found = cache.lookup(context, 1)
-            run = greedy_run(backend, context, 1, past_key_values=found.cache)
+            run = backend.greedy(context, 1, past_key_values=found.cache)
             cache.keep(context + run.output_ids, found.cache)
     synchronize(backend.device)
     start = time.perf_counter()
@@ -308,7 +308,7 @@ def measure_hf(
     divergence of each request that differs from its reference."""
     first = work.contexts[0] + work.new_tokens[0][0]
     for _ in range(settings.warmup_iterations):
-        greedy_run(backend, first, settings.output_len)
+        backend.greedy(first, settings.output_len)
     references: dict[tuple[int, int], list[int]] = {}
     pending: list[tuple[str, int, int, list[int], list[int]]] = []
 

@@ -16,7 +16,8 @@ from functools import partial
 from itertools import product
 
 from inference_study.backends.hf.generate import HfEager
-from inference_study.scenarios.common import Run, divergence, greedy_run, repeated
+from inference_study.scenarios.common import divergence, repeated
+from inference_study.backends.hf.generate import GreedyRun
 from inference_study.scenarios.ngram.record import NgramRecord, NgramRow, NgramWorkloadInfo
 from inference_study.scenarios.ngram.settings import NgramSettings, NgramWorkload
 from inference_study.scenarios.records import Divergence, Expectation, agreement
@@ -59,7 +60,7 @@ def workload_prompt(
     start = synthetic_input_ids(1, SEED_LEN, vocab_size, seed)[0]
     if settings.prompt_len == SEED_LEN:
         return start
-    return start + greedy_run(backend, start, settings.prompt_len - SEED_LEN).output_ids
+    return start + backend.greedy(start, settings.prompt_len - SEED_LEN).output_ids
 
 
 @contextmanager
@@ -88,7 +89,7 @@ def proposed_drafts(backend: HfEager) -> Iterator[list[int]]:
         del model._get_candidate_generator  # the class's method again
 
 
-def tokens_per_s(runs: list[Run]) -> float:
+def tokens_per_s(runs: list[GreedyRun]) -> float:
     return len(runs[0].output_ids) / statistics.median(r.elapsed_s for r in runs)
 
 
@@ -96,7 +97,7 @@ def speculative_row(
     backend: HfEager,
     workload: NgramWorkload,
     prompt: list[int],
-    greedy: list[Run],
+    greedy: list[GreedyRun],
     draft_len: int,
     ngram_size: int,
     settings: NgramSettings,
@@ -106,8 +107,7 @@ def speculative_row(
     with proposed_drafts(backend) as proposed:
         runs = repeated(
             partial(
-                greedy_run,
-                backend,
+                backend.greedy,
                 prompt,
                 settings.output_len,
                 prompt_lookup_num_tokens=draft_len,
@@ -161,7 +161,7 @@ def run_ngram(backend: HfEager, settings: NgramSettings, vocab_size: int, seed: 
     for name in settings.workloads:
         prompt = workload_prompt(backend, name, settings, vocab_size, seed)
         greedy = repeated(
-            partial(greedy_run, backend, prompt, settings.output_len),
+            partial(backend.greedy, prompt, settings.output_len),
             settings.warmup_iterations,
             settings.iterations,
         )

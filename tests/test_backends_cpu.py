@@ -28,9 +28,9 @@ from inference_study.results import CellResult, read_result, write_result
 from inference_study.workload import synthetic_input_ids, token_hash
 
 REPO = REPO_ROOT
-BACKENDS = ["hf_eager", "hf_static_compiled", "hf_compiled_loop", "hf_paged"]
+BACKENDS = ["hf_eager", "hf_static", "hf_static_compiled", "hf_compiled_loop", "hf_paged"]
 COMPILED = ["hf_static_compiled", "hf_compiled_loop"]
-UNCOMPILED = ["hf_eager", "hf_paged"]
+UNCOMPILED = ["hf_eager", "hf_static", "hf_paged"]
 BATCH, INPUT_LEN, OUTPUT_LEN = 2, 16, 8
 GPU_FIELDS = [name for name in GpuUsage.model_fields if name != "samples"]
 
@@ -161,6 +161,9 @@ def test_generation_configs(runs: dict[str, Run], study: StudyConfig) -> None:
     assert static.max_cache_len == INPUT_LEN + OUTPUT_LEN
     assert static.compile_config.mode == settings.compile_mode
     assert static.compile_config.fullgraph == settings.fullgraph
+    uncompiled = runs["hf_static"].generation_config
+    assert uncompiled.cache_implementation == "static" and uncompiled.max_cache_len == INPUT_LEN + OUTPUT_LEN
+    assert uncompiled.disable_compile is True and not static.disable_compile
 
 
 # ---------------------------------------------------------------- harness

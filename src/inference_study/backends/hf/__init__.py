@@ -1,6 +1,6 @@
 """The PyTorch ladder on Hugging Face transformers: each rung changes one thing from the one before.
 
-`hf_eager` (generate, dynamic cache), `hf_static_compiled` (static cache + torch.compile),
+`hf_eager` (generate, dynamic cache), `hf_static` (a static cache), `hf_static_compiled` (+ torch.compile),
 `hf_compiled_loop` (the model's forward in a minimal greedy loop, one CUDA graph per step), and
 `hf_paged` (continuous batching over a fixed paged KV pool).
 """
@@ -12,6 +12,7 @@ from inference_study.backends.hf.settings import (
     HfEagerSettings,
     HfPagedSettings,
     HfStaticCompiledSettings,
+    HfStaticSettings,
 )
 from inference_study.registry import BackendFamily, BackendSpec
 
@@ -20,6 +21,7 @@ class PytorchFamily(BackendFamily):
     name = "pytorch"
     backends = (
         BackendSpec("hf_eager", HfEagerSettings, "inference_study.backends.hf.generate:HfEager"),
+        BackendSpec("hf_static", HfStaticSettings, "inference_study.backends.hf.generate:HfStatic"),
         BackendSpec("hf_static_compiled", HfStaticCompiledSettings,
                     "inference_study.backends.hf.generate:HfStaticCompiled"),
         BackendSpec("hf_compiled_loop", HfCompiledLoopSettings, "inference_study.backends.hf.loop:HfCompiledLoop"),

@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM, CompileConfig, GenerationConfig, 
 from transformers.generation.streamers import BaseStreamer
 
 from inference_study.backend import Backend, Generation
-from inference_study.backends.hf.settings import HfEagerSettings, HfStaticCompiledSettings
+from inference_study.backends.hf.settings import HfEagerSettings, HfStaticCompiledSettings, HfStaticSettings
 from inference_study.strict import ConfigError
 
 
@@ -89,7 +89,7 @@ class GreedyRun:
 class HfGenerate(Backend):
     """Shared body of the transformers backends; subclasses only choose the generation config."""
 
-    settings: HfEagerSettings | HfStaticCompiledSettings
+    settings: HfEagerSettings | HfStaticSettings
     uses_torch_compile: ClassVar[bool] = False
 
     @classmethod
@@ -118,15 +118,19 @@ class HfGenerate(Backend):
     @torch.inference_mode()
     def generate(self, input_ids: list[list[int]], output_len: int) -> Generation:
         ids = torch.tensor(input_ids, dtype=torch.long, device=self.device)
-        config = self.generation_config(ids.shape[1], output_len)
+        output, start, streamer = self._timed_generate(ids, self.generation_config(ids.shape[1], output_len))
+        generated = output[:, ids.shape[1] :].tolist()
+        return Generation(output_ids=generated, start=start, token_times=[streamer.times] * len(generated))
+
+    def _timed_generate(self, ids: torch.Tensor, config: GenerationConfig,
+                        **extra: Any) -> tuple[torch.Tensor, float, TokenTimestamps]:
+        """One `generate` call from a synchronized device: its output, start time and per-step host times."""
         streamer = TokenTimestamps()
         synchronize(self.device)
         start = time.perf_counter()
-        output = self.model.generate(
-            input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config, streamer=streamer
-        )
-        generated = output[:, ids.shape[1] :].tolist()
-        return Generation(output_ids=generated, start=start, token_times=[streamer.times] * len(generated))
+        output = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config,
+                                     streamer=streamer, **extra)
+        return output, start, streamer
 
     @property
     def model_config(self) -> PretrainedConfig:
@@ -141,12 +145,8 @@ class HfGenerate(Backend):
         ids = torch.tensor([prompt], dtype=torch.long, device=self.device)
         config = self.generation_config(len(prompt), output_len)
         config.update(**generation)
-        streamer = TokenTimestamps()
         with forward_tokens(self.model) as lengths:
-            synchronize(self.device)
-            start = time.perf_counter()
-            output = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config,
-                                         streamer=streamer, past_key_values=past_key_values)
+            output, start, streamer = self._timed_generate(ids, config, past_key_values=past_key_values)
             synchronize(self.device)
             elapsed = time.perf_counter() - start
         return GreedyRun(output_ids=output[0, len(prompt):].tolist(), elapsed_s=elapsed,
@@ -176,13 +176,10 @@ class HfEager(HfGenerate):
     description = "HF generate, dynamic KV cache, no compilation: what most people run"
 
 
-class HfStaticCompiled(HfGenerate):
-    name = "hf_static_compiled"
-    description = (
-        "changes from hf_eager: a static (pre-allocated) KV cache and torch.compile of the decode step"
-    )
-    settings: HfStaticCompiledSettings
-    uses_torch_compile = True
+class HfStatic(HfGenerate):
+    name = "hf_static"
+    description = "changes from hf_eager: a static (pre-allocated) KV cache, nothing compiled"
+    settings: HfStaticSettings
 
     def generation_config(self, input_len: int, output_len: int) -> GenerationConfig:
         config = super().generation_config(input_len, output_len)
@@ -195,6 +192,19 @@ class HfStaticCompiled(HfGenerate):
                 f"input {input_len} + output {output_len}; allowed: null or >= {needed}"
             )
         config.max_cache_len = length
+        config.disable_compile = True  # transformers compiles a static-cache decode step by itself otherwise
+        return config
+
+
+class HfStaticCompiled(HfStatic):
+    name = "hf_static_compiled"
+    description = "changes from hf_static: torch.compile of the decode step (CUDA graphs on a GPU)"
+    settings: HfStaticCompiledSettings
+    uses_torch_compile = True
+
+    def generation_config(self, input_len: int, output_len: int) -> GenerationConfig:
+        config = super().generation_config(input_len, output_len)
+        config.disable_compile = False
         compile_config = CompileConfig(fullgraph=self.settings.fullgraph, mode=self.settings.compile_mode)
         # transformers compiles only on accelerators; this documented testing switch makes the CPU run
         # exercise the same compiled path instead of silently falling back to eager.

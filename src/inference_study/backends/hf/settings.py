@@ -17,17 +17,22 @@ class HfEagerSettings(BackendSettings):
     attn_implementation: AttnImplementation = "sdpa"
 
 
-class HfStaticCompiledSettings(BackendSettings):
-    """`generate` with a static KV cache and torch.compile, as the transformers docs recommend."""
+class HfStaticSettings(BackendSettings):
+    """`generate` with a static (pre-allocated) KV cache and nothing compiled."""
 
     attn_implementation: AttnImplementation = "sdpa"
+    max_cache_len: int | None = Field(
+        default=None, gt=0, description="static cache length; null sizes it to the cell's input + output"
+    )
+
+
+class HfStaticCompiledSettings(HfStaticSettings):
+    """`generate` with a static KV cache and torch.compile, as the transformers docs recommend."""
+
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = (
         "reduce-overhead"
     )
     fullgraph: bool = True
-    max_cache_len: int | None = Field(
-        default=None, gt=0, description="static cache length; null sizes it to the cell's input + output"
-    )
 
 
 class HfCompiledLoopSettings(BackendSettings):

@@ -132,7 +132,38 @@ def test_prompt_lookup_output_is_greedy_with_exact_draft_counters(ngram_record, 
         assert 0 <= row.accepted_tokens <= row.proposed_tokens
         assert row.tokens_per_forward == pytest.approx(24 / row.forward_passes)
     assert all(len(w.greedy_output_ids) == 24 for w in ngram_record.workloads)
-    assert "_get_candidate_generator" not in vars(backend.model)  # the draft counter is removed again
+
+
+def test_replayed_drafts_are_what_generates_own_candidate_generator_proposed(backend) -> None:
+    """The scenario counts proposed drafts by replaying transformers' public prompt-lookup generator; here the
+    generator `generate` builds is wrapped (a private hook, in this test only) to check the replay per run."""
+    from inference_study.scenarios.ngram.run import proposed_drafts, workload_prompt
+
+    settings = NgramSettings(prompt_len=32, output_len=24, warmup_iterations=0, iterations=1)
+    prompt = workload_prompt(backend, "high_overlap", settings, backend.model_config.vocab_size, 0)
+    model, recorded = backend.model, []
+    build = model._get_candidate_generator
+
+    def recording_build(*args, **kwargs):
+        generator = build(*args, **kwargs)
+        propose = generator.get_candidates
+
+        def recording(input_ids, *a, **kw):
+            candidates, logits = propose(input_ids, *a, **kw)
+            recorded.append(candidates.shape[1] - input_ids.shape[1])
+            return candidates, logits
+
+        generator.get_candidates = recording
+        return generator
+
+    model._get_candidate_generator = recording_build
+    try:
+        for draft_len, ngram_size in [(2, 1), (4, 2), (8, 3)]:
+            recorded.clear()
+            run = backend.greedy(prompt, 24, prompt_lookup_num_tokens=draft_len, max_matching_ngram_size=ngram_size)
+            assert proposed_drafts(prompt, run, draft_len, ngram_size) == sum(recorded) > 0
+    finally:
+        del model._get_candidate_generator
 
 
 def test_high_overlap_workload_repeats_the_prompt_and_drafts_get_accepted(ngram_record) -> None:

@@ -10,14 +10,14 @@ n-gram overlap is recorded beside them so the cause is visible.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import partial
 from itertools import product
 
-from inference_study.backends.hf.generate import HfEager
+import torch
+from transformers.generation.candidate_generator import PromptLookupCandidateGenerator
+
+from inference_study.backends.hf.generate import GreedyRun, HfEager
 from inference_study.scenarios.common import divergence, repeated
-from inference_study.backends.hf.generate import GreedyRun
 from inference_study.scenarios.ngram.record import NgramRecord, NgramRow, NgramWorkloadInfo
 from inference_study.scenarios.ngram.settings import NgramSettings, NgramWorkload
 from inference_study.scenarios.records import Divergence, Expectation, agreement
@@ -63,30 +63,19 @@ def workload_prompt(
     return start + backend.greedy(start, settings.prompt_len - SEED_LEN).output_ids
 
 
-@contextmanager
-def proposed_drafts(backend: HfEager) -> Iterator[list[int]]:
-    """Draft tokens proposed per step, read from the candidate generator `generate` builds for this model."""
-    proposed: list[int] = []
-    model = backend.model
-    build = model._get_candidate_generator
-
-    def recording_build(*args, **kwargs):
-        generator = build(*args, **kwargs)
-        propose = generator.get_candidates
-
-        def recording_propose(input_ids, *a, **kw):
-            candidates, logits = propose(input_ids, *a, **kw)
-            proposed.append(candidates.shape[1] - input_ids.shape[1])
-            return candidates, logits
-
-        generator.get_candidates = recording_propose
-        return generator
-
-    model._get_candidate_generator = recording_build
-    try:
-        yield proposed
-    finally:
-        del model._get_candidate_generator  # the class's method again
+def proposed_drafts(prompt: list[int], run: GreedyRun, draft_len: int, ngram_size: int) -> int:
+    """Draft tokens prompt lookup proposed over one run, replayed with transformers' public
+    `PromptLookupCandidateGenerator` on the context each step started from: the lookup is a deterministic
+    function of that context, so the replay proposes what `generate` did (a test checks it step by step)."""
+    lookup = PromptLookupCandidateGenerator(num_output_tokens=draft_len, max_matching_ngram_size=ngram_size,
+                                            max_length=len(prompt) + len(run.output_ids))
+    sequence = torch.tensor([prompt + run.output_ids])
+    length, proposed = len(prompt), 0
+    for size in run.step_sizes:
+        candidates, _ = lookup.get_candidates(sequence[:, :length])
+        proposed += candidates.shape[1] - length
+        length += size
+    return proposed
 
 
 def tokens_per_s(runs: list[GreedyRun]) -> float:
@@ -104,20 +93,19 @@ def speculative_row(
 ) -> tuple[NgramRow, Divergence | None]:
     """Time one draft length × n-gram size and count its drafts on the last timed run; where its output
     differs from plain greedy's, the first divergence."""
-    with proposed_drafts(backend) as proposed:
-        runs = repeated(
-            partial(
-                backend.greedy,
-                prompt,
-                settings.output_len,
-                prompt_lookup_num_tokens=draft_len,
-                max_matching_ngram_size=ngram_size,
-            ),
-            settings.warmup_iterations,
-            settings.iterations,
-        )
-        proposed_last = sum(proposed[-len(runs[-1].step_sizes) :])
+    runs = repeated(
+        partial(
+            backend.greedy,
+            prompt,
+            settings.output_len,
+            prompt_lookup_num_tokens=draft_len,
+            max_matching_ngram_size=ngram_size,
+        ),
+        settings.warmup_iterations,
+        settings.iterations,
+    )
     last = runs[-1]
+    proposed_last = proposed_drafts(prompt, last, draft_len, ngram_size)
     accepted = sum(size - 1 for size in last.step_sizes)
     speed = tokens_per_s(runs)
     differing = next((r.output_ids for r in runs if r.output_ids != greedy[-1].output_ids), None)

@@ -254,13 +254,13 @@ def test_the_report_package_imports_no_backend_and_no_scenario() -> None:
 
 
 def test_the_comparison_model_is_import_light() -> None:
-    """conf/ is validated through it, so it needs pydantic only (no backend, no report)."""
+    """conf/ is validated through it, so it needs pydantic and the shared strict base only (no backend, no report)."""
     import ast
 
     tree = ast.parse((REPO_ROOT / "src" / "inference_study" / "comparisons.py").read_text())
     modules = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     modules |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert modules <= {"__future__", "typing", "pydantic"}, modules
+    assert modules <= {"__future__", "typing", "pydantic", "inference_study.strict"}, modules
 
 
 @pytest.mark.parametrize(("change", "message"), [

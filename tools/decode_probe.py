@@ -27,6 +27,10 @@ TPOT = median over the decode steps (output - 1 per run, --runs runs) of the int
 recorded after consecutive steps. MBU = (weight bytes + KV bytes/token x batch x (input + output/2)) / TPOT /
 bandwidth, against the device-to-device copy bandwidth measured at the start (and the project's 4232 GB/s).
 Kernels/step: torch.profiler over one whole decode (graph replays included), kernel events / steps.
+
+Cost on the H200 (docs/h200-probes.md): each compiled variant spends 57-115 s compiling and capturing, so
+the default plan does not fit one 600 s device call; --budget-s skips what would start too late (the JSON is
+written after every variant), and --plan picks what to run.
 """
 
 from __future__ import annotations

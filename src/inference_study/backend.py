@@ -11,13 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from inference_study.strict import Strict
 
 
-class BackendSettings(BaseModel):
+class BackendSettings(Strict):
     """Base of each backend's own typed settings (one class per backend, as optimum-benchmark does)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     def sweep_errors(
         self, batch_sizes: list[int], input_lens: list[int], output_lens: list[int]

@@ -13,8 +13,8 @@ from tabulate import tabulate
 from inference_study.config import PARAMS_FILE, load_params
 from inference_study.pipeline import REPORTS_DIR, RESULTS_DIR
 from inference_study.plan import bench_units, scenario_units
-from inference_study.roofline import ROOFLINE_NAME
 from inference_study.results import ResultError
+from inference_study.roofline import ROOFLINE_NAME
 from inference_study.strict import ConfigError
 
 

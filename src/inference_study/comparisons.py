@@ -10,16 +10,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
+
+from inference_study.strict import Strict
 
 Metric = Literal["output_tokens_per_s", "ttft_p50_ms", "tpot_p50_ms", "e2e_p50_ms"]
 METRICS: tuple[Metric, ...] = ("output_tokens_per_s", "ttft_p50_ms", "tpot_p50_ms", "e2e_p50_ms")
-
-
-class Strict(BaseModel):
-    """Unknown keys are errors, and a parsed section never changes."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _unique(values: list[str]) -> list[str]:

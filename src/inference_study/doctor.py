@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from inference_study import registry
+from inference_study.config import PARAMS_FILE
 from inference_study.environment import collect_environment
 from inference_study.gpu import nvml_handle
-from inference_study.config import PARAMS_FILE
 from inference_study.strict import ConfigError
 
 STATES = ("ok", "absent", "warn", "problem")

@@ -11,17 +11,15 @@ import platform
 import sys
 from importlib import metadata
 
-from pydantic import BaseModel, ConfigDict
-
 from inference_study.gpu import nvml_handle
+from inference_study.strict import Record
 
 # Recorded instead of a version when the `tensorrt_llm` in this process is a test stand-in: results
 # carrying it are refused by results.py, so they can never be reported as TensorRT-LLM measurements.
 STAND_IN_MARK = "stand-in (records calls, measures nothing)"
 
 
-class Environment(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Environment(Record):
     gpu_name: str | None
     gpu_count: int  # GPUs this process may use: torch's count (CUDA_VISIBLE_DEVICES applied), else NVML's
     gpu_driver: str | None

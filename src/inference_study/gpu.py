@@ -17,11 +17,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict
+from inference_study.strict import Record
 
 
-class GpuUsage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class GpuUsage(Record):
     nvml_device_memory_used_peak_bytes: int | None = None
     torch_allocated_peak_bytes: int | None = None
     torch_reserved_peak_bytes: int | None = None

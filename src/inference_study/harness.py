@@ -20,11 +20,18 @@ from inference_study.metrics import headline, latency, throughput
 from inference_study.models import model_geometry, resolve_model, safetensors_size
 from inference_study.plan import BenchUnit
 from inference_study.progress import progress
-from inference_study.results import BackendInfo, CellResult, ModelGeometry, ModelInfo, Phases, Tokens, Workload
+from inference_study.results import (
+    BackendInfo,
+    CellResult,
+    ModelGeometry,
+    ModelInfo,
+    Phases,
+    Tokens,
+    Workload,
+)
 from inference_study.strict import ConfigError
 from inference_study.validity import judge
 from inference_study.workload import synthetic_input_ids, token_hash
-
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 

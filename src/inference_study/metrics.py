@@ -9,17 +9,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from inference_study.backend import Generation
+from inference_study.strict import Record
 
 PERCENTILES = (50, 90, 95, 99)
 
 
-class Stats(BaseModel):
+class Stats(Record):
     """Distribution summary of one metric, in seconds."""
 
-    model_config = ConfigDict(extra="forbid")
     n: int
     mean: float
     std: float
@@ -29,16 +28,14 @@ class Stats(BaseModel):
     p99: float
 
 
-class Latency(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Latency(Record):
     ttft_s: Stats
     tpot_s: Stats
     itl_s: Stats
     e2e_s: Stats
 
 
-class Throughput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Throughput(Record):
     requests_per_s: float
     output_tokens_per_s: float
     total_tokens_per_s: float
@@ -100,13 +97,12 @@ def throughput(generations: Sequence[Generation], input_len: int) -> Throughput:
     )
 
 
-class Interval(BaseModel):
+class Interval(Record):
     """A headline metric over the timed iterations: median, its bootstrap confidence interval, and CV.
 
     Each timed iteration is one repeat; `ci_low`/`ci_high` are null below two repeats (no spread).
     """
 
-    model_config = ConfigDict(extra="forbid")
     value: float
     ci_low: float | None
     ci_high: float | None
@@ -114,8 +110,7 @@ class Interval(BaseModel):
     repeats: int
 
 
-class Headline(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Headline(Record):
     ttft_p50_s: Interval
     tpot_p50_s: Interval
     output_tokens_per_s: Interval

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from inference_study.config import ModelSpec
-from inference_study.strict import ConfigError
 from inference_study.progress import steps
+from inference_study.strict import ConfigError
 
 PROVENANCE_FILE = "study_model.json"
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"]
@@ -27,7 +27,12 @@ class ModelSourceError(RuntimeError):
 
 def build_tokenizer(vocab_size: int, max_len: int):
     """A WordLevel tokenizer of exactly `vocab_size` ids ("w0" …): every id decodes, lengths are exact."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers  # heavy: only building a random model needs it
+    from tokenizers import (  # heavy: only building a random model needs it
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+    )
     from transformers import PreTrainedTokenizerFast  # heavy: only building or loading a model needs it
 
     words = SPECIAL_TOKENS + [f"w{i}" for i in range(vocab_size - len(SPECIAL_TOKENS))]
@@ -47,7 +52,11 @@ def build_tokenizer(vocab_size: int, max_len: int):
 def build_random_model(spec: ModelSpec, out_dir: Path) -> None:
     """Instantiate the architecture with seeded random weights in the configured dtype and save it."""
     import torch  # heavy: torch loads only where something runs on a device
-    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig  # heavy: only building or loading a model needs it
+    from transformers import (  # heavy: only building or loading a model needs it
+        AutoConfig,
+        AutoModelForCausalLM,
+        GenerationConfig,
+    )
 
     shape = spec.shape.model_dump(exclude_none=True)
     with steps(f"random {spec.architecture} model", ["tokenizer", "weights", "save"]) as begin:
@@ -69,7 +78,10 @@ def build_random_model(spec: ModelSpec, out_dir: Path) -> None:
 def download_hf_model(spec: ModelSpec, out_dir: Path) -> None:
     """Download a pinned revision with huggingface_hub; offline, explain how to run without the hub."""
     from huggingface_hub import snapshot_download  # heavy: only a hub download needs it
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError  # heavy: only a hub download needs it
+    from huggingface_hub.errors import (  # heavy: only a hub download needs it
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+    )
 
     try:
         snapshot_download(

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import SerializeAsAny, ValidationError, field_validator, model_validator
 
 from inference_study import registry
 from inference_study.config import Cell
@@ -21,6 +21,7 @@ from inference_study.environment import Environment
 from inference_study.gpu import GpuUsage
 from inference_study.metrics import Headline, Latency, Throughput
 from inference_study.scenario import ScenarioRecord
+from inference_study.strict import Record
 from inference_study.validity import Verdict, judge
 
 SCHEMA_VERSION = 2
@@ -30,10 +31,6 @@ Status = Literal["ok", "oom", "failed"]
 
 class ResultError(ValueError):
     """A result file is missing, corrupt, truncated or of another schema; the message names the file."""
-
-
-class Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class ModelGeometry(Record):

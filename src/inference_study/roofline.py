@@ -7,9 +7,8 @@ measured matmul throughput. Datasheet figures are kept beside the measured ones 
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
-
 from inference_study.results import CellResult
+from inference_study.strict import Record
 
 ROOFLINE_NAME = "roofline.json"  # what the roofline stage writes, and what a report's inputs/ keeps
 
@@ -26,8 +25,7 @@ DATASHEET = {
 }
 
 
-class Roofline(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Roofline(Record):
     gpu_name: str | None
     measured_bandwidth_gb_s: float | None
     measured_matmul_tflops: float | None

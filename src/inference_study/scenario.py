@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, Field
 
-from inference_study.strict import Strict, unique
+from inference_study.strict import Record, Strict, unique
 
 
 class ScenarioSettings(Strict):
@@ -32,10 +32,8 @@ class ScenarioSettings(Strict):
         raise NotImplementedError
 
 
-class ScenarioRecord(BaseModel):
+class ScenarioRecord(Record):
     """Base of a scenario's own result record, versioned by its `record_version`."""
-
-    model_config = ConfigDict(extra="forbid")
 
     scenario: str
     record_version: int

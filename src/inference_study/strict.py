@@ -18,6 +18,12 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the key, the value and what is allowed."""
 
 
+class Record(BaseModel):
+    """Base for what is measured and recorded: unknown keys are errors, so a misspelt field never reads as absent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class Strict(BaseModel):
     """Base for settings: unknown keys are errors, not silently ignored, and values never change."""
 

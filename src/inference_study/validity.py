@@ -10,18 +10,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
-
 from inference_study.gpu import GpuUsage
 from inference_study.metrics import Headline, Latency
+from inference_study.strict import Record
 
 # A percentile p is only more than the sample maximum with at least 100 / (100 − p) samples.
 MIN_SAMPLES = {"p90": 10, "p95": 20, "p99": 100}
 CLOCK_SPREAD_LIMIT = 0.05
 
 
-class Verdict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Verdict(Record):
     status: Literal["pass", "warn", "fail"]
     reasons: list[str]
 

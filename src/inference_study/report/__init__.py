@@ -15,11 +15,11 @@ from inference_study.report import sections
 from inference_study.report.comparisons import comparison_sections
 from inference_study.report.figures import write_figures
 from inference_study.report.inputs import INPUTS, ROOFLINE_NAME, keep_inputs, load_roofline
+from inference_study.report.scenarios import keep_scenario_inputs, load_scenarios, scenario_sections
 from inference_study.report.table import Loaded, load_cells, results_table, summary
 from inference_study.report.targets import targets_section
 from inference_study.results import write_json_atomic
 from inference_study.roofline import Roofline
-from inference_study.report.scenarios import keep_scenario_inputs, load_scenarios, scenario_sections
 
 FLOAT_FORMAT = "%.6g"
 

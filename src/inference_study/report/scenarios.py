@@ -14,7 +14,6 @@ from inference_study.config import StudyConfig, scenario_result_path
 from inference_study.plan import scenario_units
 from inference_study.results import ScenarioResult, read_scenario_result, write_scenario_result
 
-
 Loaded = list[tuple[str, str, ScenarioResult | None]]
 
 

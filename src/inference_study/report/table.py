@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from inference_study.config import Cell, StudyConfig
-from inference_study.plan import bench_units
 from inference_study.equivalence import equivalence_table
+from inference_study.plan import bench_units
 from inference_study.results import CellResult, ResultError, read_result
 from inference_study.roofline import Roofline, utilization
 

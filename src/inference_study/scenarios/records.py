@@ -6,11 +6,9 @@ record (in its folder), told apart by `scenario` and versioned by its `record_ve
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-
-class Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from inference_study.strict import Record
 
 
 class Expectation(Record):

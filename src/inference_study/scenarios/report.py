@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-
 import pandas as pd
 
 from inference_study.results import ScenarioResult
 from inference_study.tables import markdown_table
+
 
 def table(frame: pd.DataFrame) -> str:
     return markdown_table(frame, floatfmt=".3g")

@@ -24,8 +24,14 @@ from dataclasses import dataclass, field
 
 from inference_study.tensor_files import CacheRefused
 from inference_study.trtllm.calls import (
-    KV_CACHE_CONFIG_READS, KV_CONNECTOR_BASE_MODULE, KV_CONNECTOR_LLM_ARGS_READS, KV_CONNECTOR_SCHEDULER_BASE,
-    KV_CONNECTOR_WORKER_BASE, LLM_REQUEST_READS, REQUEST_DATA_READS, SCHEDULER_OUTPUT_READS,
+    KV_CACHE_CONFIG_READS,
+    KV_CONNECTOR_BASE_MODULE,
+    KV_CONNECTOR_LLM_ARGS_READS,
+    KV_CONNECTOR_SCHEDULER_BASE,
+    KV_CONNECTOR_WORKER_BASE,
+    LLM_REQUEST_READS,
+    REQUEST_DATA_READS,
+    SCHEDULER_OUTPUT_READS,
 )
 from inference_study.trtllm.prefix_store import PrefixBlockStore, store_from_environment
 

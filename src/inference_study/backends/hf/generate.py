@@ -53,7 +53,9 @@ def torch_compile_unavailable(device: str) -> str | None:
     """torch.compile (Inductor) generates Triton kernels on a GPU and C++ on a CPU: is the tool there?"""
     if device.startswith("cuda"):
         return None if importlib.util.find_spec("triton") else "torch.compile on CUDA needs the triton package"
-    from torch._inductor.cpp_builder import get_cpp_compiler  # heavy: torch loads only where something runs on a device
+    from torch._inductor.cpp_builder import (
+        get_cpp_compiler,  # heavy: torch loads only where something runs on a device
+    )
 
     try:
         get_cpp_compiler()

@@ -19,11 +19,29 @@ from typing import ClassVar
 from inference_study.backend import Backend, BackendSettings, Generation
 from inference_study.strict import ConfigError
 from inference_study.trtllm.calls import (
-    COMPLETION_OUTPUT_READS, KV_CACHE_CONFIG, KV_CACHE_COUNTER_READS, KV_CACHE_METRICS_GROUP, KV_CACHE_STATS_KEY,
-    KV_CACHE_STATS_READS, PERF_METRICS_READ, REQUEST_OUTPUT_READS, SAMPLING_PARAMS, SHUTDOWN_ARGS,
-    SPECULATIVE_COUNTER_READS, SPECULATIVE_LLM_KEYWORD, SPECULATIVE_METRICS_GROUP, STATS_METHOD, LlmExtras,
-    engine_llm_kwargs, generate_async_kwargs, get_stats_kwargs, iteration_stats_kv_cache_kwargs,
-    iteration_stats_llm_kwargs, kv_cache_kwargs, pytorch_llm_kwargs, sampling_kwargs,
+    COMPLETION_OUTPUT_READS,
+    KV_CACHE_CONFIG,
+    KV_CACHE_COUNTER_READS,
+    KV_CACHE_METRICS_GROUP,
+    KV_CACHE_STATS_KEY,
+    KV_CACHE_STATS_READS,
+    PERF_METRICS_READ,
+    REQUEST_OUTPUT_READS,
+    SAMPLING_PARAMS,
+    SHUTDOWN_ARGS,
+    SPECULATIVE_COUNTER_READS,
+    SPECULATIVE_LLM_KEYWORD,
+    SPECULATIVE_METRICS_GROUP,
+    STATS_METHOD,
+    LlmExtras,
+    engine_llm_kwargs,
+    generate_async_kwargs,
+    get_stats_kwargs,
+    iteration_stats_kv_cache_kwargs,
+    iteration_stats_llm_kwargs,
+    kv_cache_kwargs,
+    pytorch_llm_kwargs,
+    sampling_kwargs,
 )
 from inference_study.trtllm.settings import TrtllmEngineSettings, TrtllmPytorchSettings
 from inference_study.trtllm.version import Band, Flow, band_for, import_tensorrt_llm, resolve

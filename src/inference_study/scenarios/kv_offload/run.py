@@ -25,11 +25,10 @@ from typing import Literal
 
 import torch
 
-from inference_study.backends.hf.generate import HfEager
+from inference_study.backends.hf.generate import GreedyRun, HfEager
 from inference_study.backends.hf.paged import HfPaged
 from inference_study.backends.hf.settings import HfPagedSettings
 from inference_study.scenarios.common import divergence, load_eager
-from inference_study.backends.hf.generate import GreedyRun
 from inference_study.scenarios.kv_offload.record import KvOffloadRecord, KvOffloadRow
 from inference_study.scenarios.kv_offload.settings import KvOffloadSettings
 from inference_study.scenarios.prefix_cache import Lookup, TieredPrefixCache, timed_lookup

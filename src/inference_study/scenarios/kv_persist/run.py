@@ -23,16 +23,16 @@ import time
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 from transformers import DynamicCache
 
-from inference_study.backends.hf.generate import HfEager
+from inference_study.backends.hf.generate import GreedyRun, HfEager
 from inference_study.models import PROVENANCE_FILE
 from inference_study.scenarios.common import divergence, load_eager, repeated
-from inference_study.backends.hf.generate import GreedyRun
 from inference_study.scenarios.kv_persist.record import KvPersistRecord, KvPersistRow
 from inference_study.scenarios.kv_persist.settings import KvPersistSettings
 from inference_study.scenarios.records import Divergence, Expectation, agreement
+from inference_study.strict import Record
 from inference_study.tensor_files import CacheRefused, read_tensor_file, write_tensor_file
 from inference_study.workload import synthetic_input_ids
 
@@ -109,10 +109,8 @@ def load_prefix_cache(
     return cache
 
 
-class InstanceSpec(BaseModel):
+class InstanceSpec(Record):
     """What the parent tells each instance process: the model, the prompts and where the caches live."""
-
-    model_config = ConfigDict(extra="forbid")
 
     model_dir: Path
     dtype: str

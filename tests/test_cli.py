@@ -49,6 +49,11 @@ def test_every_command_has_help(command: list[str]) -> None:
         (["compose", "sweep.batch_sizes=[1"], "no viable alternative at input '[1'"),
         (["compose", "bench=nosuch"], "Could not find 'bench/nosuch'"),
         (["compose", "sweep.batch_sizes=[0]"], "sweep.batch_sizes.0"),
+        # a float or bool would name a DVC stage b2.0_... while the study measured cell b2: refused
+        (["compose", "sweep.batch_sizes=[2.0]"], "sweep.batch_sizes.0: Input should be a valid integer"),
+        (["compose", "sweep.batch_sizes=[true]"], "sweep.batch_sizes.0: Input should be a valid integer"),
+        (["compose", "sweep.input_lens=[16.0]"], "sweep.input_lens.0: Input should be a valid integer"),
+        (["compose", "sweep.batch_sizes=4"], "sweep.batch_sizes: Input should be a valid list"),
         (["compose", "--check", "study=h100"], "takes no overrides"),
         (["report", "--params", "missing.yaml"], "missing.yaml not found"),
         (

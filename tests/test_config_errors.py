@@ -121,8 +121,24 @@ TARGET = {"name": "bar", "metric": "mbu_pct", "at_least": 50,
 
 # (id, mutation returning the fragments the message must contain besides the key, key path)
 CASES = [
+    # a cell's identity is strict: DVC names the stage after the raw value, so no coercion
+    pytest.param(_setter("sweep.batch_sizes", [2.0], "got 2.0", "valid integer"), "sweep.batch_sizes.0",
+                 id="batch-float"),
+    pytest.param(_setter("sweep.batch_sizes", [True], "got True", "valid integer"), "sweep.batch_sizes.0",
+                 id="batch-bool"),
+    pytest.param(_setter("sweep.input_lens", [16.0], "got 16.0", "valid integer"), "sweep.input_lens.0",
+                 id="input-float"),
+    pytest.param(_setter("sweep.output_lens", ["16"], "got '16'", "valid integer"), "sweep.output_lens.0",
+                 id="output-string"),
+    pytest.param(_setter("bench.iterations", 2.0, "got 2.0", "valid integer"), "bench.iterations",
+                 id="iterations-float"),
+    pytest.param(_setter("sweep.batch_sizes", 4, "got 4", "valid list"), "sweep.batch_sizes",
+                 id="scalar-for-a-list"),
+    pytest.param(_setter("bench.max_cv", float("inf"), "got inf", "finite"), "bench.max_cv", id="max-cv-inf"),
     pytest.param(_setter("sweep.batch_sizes", [0], "got 0", "greater than 0"), "sweep.batch_sizes.0",
                  id="batch-zero"),
+    pytest.param(lambda raw: (raw["models"].update({"tiny llama": raw["models"]["tiny_llama"]}), "'tiny llama'")[1:],
+                 "models", id="model-name-with-a-space"),
     pytest.param(_setter("sweep.batch_sizes", [1, -3], "got -3", "greater than 0"), "sweep.batch_sizes.1",
                  id="batch-negative"),
     pytest.param(_setter("sweep.batch_sizes", [1, 1], "unique", "[1]"), "sweep.batch_sizes",
@@ -226,7 +242,7 @@ def test_bad_value_is_rejected_naming_key_and_value(
     with pytest.raises(ConfigError) as caught:
         validate_params(raw)
     message = str(caught.value)
-    assert message.startswith("invalid configuration:")
+    assert message.startswith("params.yaml: ") and "\n" not in message, "one line, naming the file"
     assert key in message, f"key path {key!r} not in:\n{message}"
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} not in:\n{message}"

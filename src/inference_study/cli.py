@@ -54,10 +54,13 @@ def _cells(args: argparse.Namespace) -> int:
     """One row per cell of the params; exit 1 when any cell is not done, so scripts can wait on it."""
 
 
-    from inference_study.cell_status import cell_statuses, dvc_changes_by_output  # imports DVC
+    from inference_study.cell_status import REPRO_RUNNING, cell_statuses, dvc_changes_by_output  # imports DVC
 
     study = load_params(args.params)
-    statuses = cell_statuses(study, args.results, dvc_changes_by_output(Path(".")))
+    changes = dvc_changes_by_output(Path("."))
+    if changes is None:
+        print(f"note: {REPRO_RUNNING}", file=sys.stderr)
+    statuses = cell_statuses(study, args.results, changes or {})
     rows = [status.as_row() for status in statuses]
     print(json.dumps(rows, indent=2) if args.json else tabulate(rows, headers="keys"))
     counts = Counter(status.state for status in statuses)

@@ -9,9 +9,8 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-import yaml
 
-from inference_study.config import PARAMS_FILE, validate_params
+from inference_study.config import PARAMS_FILE, parse_params, validate_params
 from inference_study.strict import ConfigError
 
 CONF_DIR = Path("conf")
@@ -42,7 +41,7 @@ def write_params(
 ) -> str:
     """Compose, validate (bad values fail here, before any stage runs), then write `params_file`."""
     text = compose_yaml(overrides, conf_dir)
-    validate_params(yaml.safe_load(text))
+    validate_params(parse_params(text, "composed params"), source="composed params")
     params_file.write_text(text, encoding="utf-8")
     return text
 

@@ -8,11 +8,13 @@ family's own section) come from the registry: this module names no backend and n
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import AfterValidator, Field, ValidationError, create_model, model_validator
+from pydantic import AfterValidator, Field, ValidationError, create_model, field_validator, model_validator
+
+from ruamel.yaml import YAML, YAMLError
 
 from inference_study import registry
 from inference_study.comparisons import Comparisons
@@ -77,7 +79,8 @@ class BenchSettings(Strict):
     gpu_sample_interval_ms: int = Field(
         default=500, gt=0, description="period of draining NVML's sample buffers (gpu.py), not a polling rate"
     )
-    max_cv: float = Field(default=0.05, gt=0, description="repeats varying more than this warn the verdict")
+    max_cv: float = Field(default=0.05, gt=0, allow_inf_nan=False,
+                          description="repeats varying more than this warn the verdict")
 
 
 class SweepSettings(Strict):
@@ -149,6 +152,15 @@ class CoreStudyConfig(Strict):
     backends: dict[str, dict[str, Any]]
     bench: BenchSettings
     sweep: SweepSettings
+
+    @field_validator("models")
+    @classmethod
+    def _safe_names(cls, models: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
+        """A model's name becomes a path, a DVC stage name and a Hydra override: one safe pattern for all."""
+        bad = [name for name in models if not re.fullmatch(NAME_PATTERN, name)]
+        if bad:
+            raise ValueError(f"model names {bad} do not match {NAME_PATTERN} (lower-case letters, digits, _ and -)")
+        return models
 
     @model_validator(mode="after")
     def _cross_checks(self) -> CoreStudyConfig:
@@ -243,16 +255,33 @@ def upgrade_scenario_models(raw: dict[str, Any]) -> dict[str, Any]:
     return {**raw, "scenarios": sections, "sweep": sweep}
 
 
-def validate_params(raw: dict[str, Any]) -> StudyConfig:
-    """Validate a composed params mapping; raise ConfigError naming every bad key."""
+def validate_params(raw: dict[str, Any], source: str = "params.yaml") -> StudyConfig:
+    """Validate a composed params mapping; raise ConfigError naming every bad key, on one line."""
     try:
         return StudyConfig.model_validate(upgrade_scenario_models(raw))
     except ValidationError as error:
-        raise ConfigError("invalid configuration:\n" + format_errors(error)) from None
+        raise ConfigError(f"{source}: " + "; ".join(format_errors(error).splitlines())) from None
+
+
+def parse_params(text: str, source: str) -> dict[str, Any]:
+    """The mapping `text` holds, read as DVC reads params.yaml (ruamel.yaml's safe loader, YAML 1.2): `010`
+    is ten and `yes` a string to both, where a YAML 1.1 reader would see eight and true."""
+    try:
+        data = YAML(typ="safe", pure=True).load(text)
+    except YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{source}: not valid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: holds a {type(data).__name__}, not a mapping of sections")
+    return data
 
 
 def load_params(path: Path = PARAMS_FILE) -> StudyConfig:
     """Read and validate `params.yaml`."""
     if not path.exists():
         raise ConfigError(f"{path} not found: run `inference-study compose` to write it from conf/")
-    return validate_params(yaml.safe_load(path.read_text()) or {})
+    return validate_params(parse_params(path.read_text(), str(path)), source=str(path))

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from inference_study import registry
-from inference_study.config import PARAMS_FILE
+from inference_study.config import PARAMS_FILE, load_params
 from inference_study.environment import collect_environment
 from inference_study.gpu import nvml_handle
 from inference_study.strict import ConfigError
@@ -106,10 +106,15 @@ def _remote(root: Path) -> Finding:
 
 
 def _params(root: Path) -> Finding:
+    """Missing or unreadable is a problem (no stage can run); valid but not the conf/ defaults is a warning."""
     from inference_study.compose import drift  # imports Hydra
 
+    path = root / PARAMS_FILE
+    if not path.is_file():
+        return Finding("params.yaml", "problem", f"{path} is missing: run `inference-study compose`")
     try:
-        difference = drift(conf_dir=root / "conf", params_file=root / PARAMS_FILE)
+        load_params(path)
+        difference = drift(conf_dir=root / "conf", params_file=path)
     except ConfigError as error:
         return Finding("params.yaml", "problem", str(error))
     if difference:

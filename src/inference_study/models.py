@@ -75,8 +75,28 @@ def build_random_model(spec: ModelSpec, out_dir: Path) -> None:
         tokenizer.save_pretrained(out_dir)
 
 
+HUB_TIMEOUT_S = 10.0
+
+
+def hub_reachable(spec: ModelSpec) -> str | None:
+    """Why the pinned revision cannot be fetched from the hub now (one line), or None: asked once, with a
+    short timeout, before any stage deletes anything."""
+    import httpx  # heavy: loads with huggingface_hub, only for a hub model
+    from huggingface_hub import model_info  # heavy: only a hub model needs it
+    from huggingface_hub.errors import HfHubHTTPError  # heavy: only a hub model needs it
+
+    try:
+        model_info(spec.hf_repo_id, revision=spec.revision, timeout=HUB_TIMEOUT_S)
+    except (HfHubHTTPError, OSError, httpx.HTTPError) as error:
+        first_line = str(error).splitlines()[0] if str(error) else ""
+        return (f"cannot reach {spec.hf_repo_id}@{spec.revision} on the Hugging Face Hub ({type(error).__name__}: "
+                f"{first_line}); without network access use `source: random` (timings do not depend on weights)")
+    return None
+
+
 def download_hf_model(spec: ModelSpec, out_dir: Path) -> None:
     """Download a pinned revision with huggingface_hub; offline, explain how to run without the hub."""
+    import httpx  # heavy: loads with huggingface_hub, only for a hub download
     from huggingface_hub import snapshot_download  # heavy: only a hub download needs it
     from huggingface_hub.errors import (  # heavy: only a hub download needs it
         HfHubHTTPError,
@@ -90,10 +110,11 @@ def download_hf_model(spec: ModelSpec, out_dir: Path) -> None:
             local_dir=out_dir,
             allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt"],
         )
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as error:
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError, httpx.HTTPError) as error:
+        first_line = str(error).splitlines()[0] if str(error) else ""
         raise ModelSourceError(
             f"could not download {spec.hf_repo_id}@{spec.revision} from the Hugging Face Hub "
-            f"({type(error).__name__}: {error}). Without network access, use the same architecture with "
+            f"({type(error).__name__}: {first_line}). Without network access, use the same architecture with "
             "random weights: set the model's `source: random` (timings do not depend on weight values)."
         ) from None
 

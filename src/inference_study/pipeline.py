@@ -9,6 +9,7 @@ from inference_study.config import StudyConfig
 from inference_study.environment import collect_environment
 from inference_study.models import prepare_model
 from inference_study.plan import bench_unit, scenario_unit
+from inference_study.preflight import check_before_work
 from inference_study.results import write_json_atomic, write_result, write_scenario_result
 from inference_study.roofline import ROOFLINE_NAME, measure_roofline
 from inference_study.run import run_unit
@@ -24,7 +25,9 @@ def model_dir(name: str) -> Path:
 
 
 def environment_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> None:
-    """Fingerprint the machine; the file changes only when the machine or its software does."""
+    """Check what needs the machine before any other stage works, then fingerprint it; the file changes only
+    when the machine or its software does."""
+    check_before_work(study, output_root, output_root / "models")
     write_json_atomic(output_root / ENV_NAME, collect_environment().model_dump())
 
 

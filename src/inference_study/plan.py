@@ -97,7 +97,7 @@ def bench_unit(study: StudyConfig, coordinates: dict[str, Any]) -> BenchUnit:
     try:
         cell = Cell.model_validate(coordinates)
     except ValidationError as error:
-        raise ConfigError("invalid cell:\n" + format_errors(error, prefix="cell")) from None
+        raise ConfigError("invalid cell: " + "; ".join(format_errors(error, prefix="cell").splitlines())) from None
     if cell.model not in study.models:
         raise ConfigError(f"cell.model: unknown model {cell.model!r}; allowed: {sorted(study.models)}")
     if registry.family_of(cell.backend) is None:
@@ -110,7 +110,7 @@ def bench_unit(study: StudyConfig, coordinates: dict[str, Any]) -> BenchUnit:
     unit = _unit(study, cell)
     problems = unit.settings.sweep_errors([cell.batch_size], [cell.input_len], [cell.output_len])
     if problems:
-        raise ConfigError("\n".join(problems))
+        raise ConfigError("; ".join(problems))
     return unit
 
 

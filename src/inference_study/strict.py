@@ -25,9 +25,10 @@ class Record(BaseModel):
 
 
 class Strict(BaseModel):
-    """Base for settings: unknown keys are errors, not silently ignored, and values never change."""
+    """Base for settings: unknown keys are errors, values never change, and nothing is coerced (`2.0` or
+    `true` is no count): DVC names a stage after the raw value, so the study must read the same value."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def unique(values: list[Any]) -> list[Any]:

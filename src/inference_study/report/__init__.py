@@ -32,7 +32,8 @@ def render_markdown(study: StudyConfig, frame: pd.DataFrame, loaded: Loaded, roo
     baseline = study.study.comparisons.baseline
     lines = sections.header(study, frame) + sections.results(frame) + sections.null_reasons(loaded)
     lines += sections.repeatability(frame) + sections.verdicts(frame) + sections.equivalence(frame, baseline)
-    lines += sections.problems(frame, baseline) + sections.speedup(study, frame, baseline)
+    lines += sections.problems(frame, baseline) + sections.other_settings(study, loaded)
+    lines += sections.speedup(study, frame, baseline)
     lines += comparison_sections(study, frame) + scenarios + targets_section(study, frame)
     lines += sections.setup(frame) + sections.plots(figures, out_dir) + sections.roofline(roofline)
     return "\n".join(lines + sections.environment(loaded) + sections.configuration(study, loaded))

@@ -131,6 +131,19 @@ def problems(frame: pd.DataFrame, baseline: str | None) -> list[str]:
     return lines
 
 
+def other_settings(study: StudyConfig, loaded: Loaded) -> list[str]:
+    """Cells whose result was measured under other settings than these params give (their config hash
+    differs): their numbers are shown as measured, and a re-run is what compares them under these settings."""
+    expected = {unit.cell: unit.config_hash for unit in bench_units(study)}
+    differing = [cell.key for cell, result in loaded if result is not None and result.config_hash != expected[cell]]
+    if not differing:
+        return []
+    return [f"**Measured under other settings:** {len(differing)} of the {sum(r is not None for _, r in loaded)} "
+            "cells with a result were measured under settings other than this study's (their config hash "
+            "differs from the one these params give; `inference-study cells --results DIR` lists them as "
+            f"stale): {', '.join(f'`{key}`' for key in differing)}.", ""]
+
+
 def speedup(study: StudyConfig, frame: pd.DataFrame, baseline: str | None) -> list[str]:
     """Each backend's output tok/s over the baseline's per shape; or why there is no such table."""
     if baseline is None:

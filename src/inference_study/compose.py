@@ -32,7 +32,10 @@ def compose_yaml(overrides: list[str] | None = None, conf_dir: Path = CONF_DIR) 
             cfg = compose(config_name=CONFIG_NAME, overrides=list(overrides or []))
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as error:
-        raise ConfigError(f"cannot compose {conf_dir}/ with overrides {list(overrides or [])}: {error}") from None
+        first_line = str(error).splitlines()[0]  # Hydra adds a caret line and a docs link
+        raise ConfigError(
+            f"cannot compose {conf_dir}/ with overrides {list(overrides or [])}: {first_line}"
+        ) from None
     return OmegaConf.to_yaml(cfg)
 
 

@@ -144,6 +144,9 @@ class NvmlSampler:
         import pynvml  # optional: NVML exists only beside an NVIDIA driver
 
         self.memory.append(pynvml.nvmlDeviceGetMemoryInfo(self.handle).used)
+        # The SM-clock sample buffer is empty on some GPUs (NVML_ERROR_NOT_FOUND on an H200), so the clock is
+        # also read directly at every drain: without it, "the clocks never moved" would rest on one reading.
+        self.sm_clock_mhz.append(pynvml.nvmlDeviceGetClockInfo(self.handle, pynvml.NVML_CLOCK_SM))
         for kind, into in ((SM_CLOCK_SAMPLES, self.sm_clock_mhz), (UTILIZATION_SAMPLES, self.utilization),
                            (POWER_SAMPLES, self.power_mw)):
             found = _optional(pynvml.nvmlDeviceGetSamples, self.handle, kind, self._seen[kind])

@@ -28,8 +28,8 @@ from inference_study.results import CellResult, read_result, write_result
 from inference_study.workload import synthetic_input_ids, token_hash
 
 REPO = REPO_ROOT
-BACKENDS = ["hf_eager", "hf_static", "hf_static_compiled", "hf_compiled_loop", "hf_paged"]
-COMPILED = ["hf_static_compiled", "hf_compiled_loop"]
+BACKENDS = ["hf_eager", "hf_static", "hf_static_compiled", "hf_compiled_loop", "hf_fused_loop", "hf_paged"]
+COMPILED = ["hf_static_compiled", "hf_compiled_loop", "hf_fused_loop"]
 UNCOMPILED = ["hf_eager", "hf_static", "hf_paged"]
 BATCH, INPUT_LEN, OUTPUT_LEN = 2, 16, 8
 GPU_FIELDS = [name for name in GpuUsage.model_fields if name != "samples"]

@@ -14,6 +14,7 @@ from helpers.repository import REPO_ROOT
 from inference_study.cell_status import cell_statuses
 from inference_study.compose import compose_yaml
 from inference_study.config import StudyConfig, validate_params
+from inference_study.plan import bench_units
 from inference_study.results import write_result
 
 REPO = REPO_ROOT
@@ -28,8 +29,9 @@ def study() -> StudyConfig:
 
 def test_each_result_file_gives_its_state(study: StudyConfig, tmp_path: Path) -> None:
     done, oom, failed, corrupt, missing, stale = cells(study)[:6]
+    hashes = {unit.cell: unit.config_hash for unit in bench_units(study)}  # measured under these settings
     for cell, status in ((done, "ok"), (oom, "oom"), (failed, "failed"), (stale, "ok")):
-        write_result(cell.result_path(tmp_path), make_result(cell, status=status))
+        write_result(cell.result_path(tmp_path), make_result(cell, status=status, config_hash=hashes[cell]))
     corrupt.result_path(tmp_path).parent.mkdir(parents=True, exist_ok=True)
     corrupt.result_path(tmp_path).write_text('{"schema_version": 2, "status": "ok"')
     changes = {stale.result_path(tmp_path).resolve(): "bench@x: changed params: bench"}

@@ -196,6 +196,9 @@ CASES = [
                  "backends.hf_static_compiled.compile_mode", id="bad-compile-mode"),
     pytest.param(_setter("backends.hf_static_compiled.max_cache_len", 0, "got 0", "greater than 0"),
                  "backends.hf_static_compiled.max_cache_len", id="max-cache-len-zero"),
+    # shorter than the sweep's longest cell: refused before any work, not in the stage after DVC removed its output
+    pytest.param(_setter("backends.hf_static_compiled.max_cache_len", 64, "64 is shorter", ">= 144"),
+                 "backends.hf_static_compiled.max_cache_len", id="max-cache-len-short"),
     pytest.param(_setter("backends.hf_eager.attn_implementation", "flash_attention_3", "'flash_attention_3'",
                          "'sdpa'", "'eager'"),
                  "backends.hf_eager.attn_implementation", id="unknown-attn-implementation"),

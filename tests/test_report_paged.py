@@ -24,7 +24,8 @@ from inference_study.results import write_result
 PRESET = ["study=h100", "sweep.models=[tiny_llama]", "sweep.batch_sizes=[1,8]", "sweep.input_lens=[512]",
           "sweep.output_lens=[512]"]
 SWEEP = [*PRESET, "sweep.backends=[hf_eager,hf_static_compiled,hf_paged]"]
-STEP_S = {"hf_eager": 0.012, "hf_static_compiled": 0.010, "hf_compiled_loop": 0.008, "hf_paged": 0.011}
+STEP_S = {"hf_eager": 0.012, "hf_static_compiled": 0.010, "hf_compiled_loop": 0.008, "hf_fused_loop": 0.006,
+          "hf_paged": 0.011}
 
 
 def compose(*overrides: str) -> StudyConfig:

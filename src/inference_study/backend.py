@@ -18,9 +18,10 @@ class BackendSettings(Strict):
     """Base of each backend's own typed settings (one class per backend, as optimum-benchmark does)."""
 
     def sweep_errors(
-        self, batch_sizes: list[int], input_lens: list[int], output_lens: list[int]
+        self, batch_sizes: list[int], input_lens: list[int], output_lens: list[int], key: str = "backends"
     ) -> list[str]:
-        """Why some cell of a sweep cannot run with these settings, each naming the key (none by default)."""
+        """Why some cell of a sweep cannot run with these settings, each naming its key under `key` (the
+        settings' own place in params.yaml, e.g. `backends.hf_paged`); none by default."""
         return []
 
 

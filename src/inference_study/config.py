@@ -194,7 +194,7 @@ class CoreStudyConfig(Strict):
         problems += self._scenario_errors()
         for name in self.sweep.backends:
             problems += rungs[name].settings.model_validate(self.backends.get(name, {})).sweep_errors(
-                self.sweep.batch_sizes, self.sweep.input_lens, self.sweep.output_lens
+                self.sweep.batch_sizes, self.sweep.input_lens, self.sweep.output_lens, key=f"backends.{name}"
             )
         if problems:
             raise ValueError("\n".join(problems))

@@ -108,7 +108,8 @@ def bench_unit(study: StudyConfig, coordinates: dict[str, Any]) -> BenchUnit:
         raise ConfigError(f"cell.input_len: {cell.input_len} + output {cell.output_len} exceeds "
                           f"models.{cell.model}.max_seq_len={limit}")
     unit = _unit(study, cell)
-    problems = unit.settings.sweep_errors([cell.batch_size], [cell.input_len], [cell.output_len])
+    problems = unit.settings.sweep_errors([cell.batch_size], [cell.input_len], [cell.output_len],
+                                          key=f"backends.{cell.backend}")
     if problems:
         raise ConfigError("; ".join(problems))
     return unit

@@ -3,10 +3,11 @@
 Changes from `hf_static_compiled`: the KV cache is a pool of `num_blocks` blocks of `block_size` tokens
 shared by all requests (allocated once, by the first call: the harness's warmup) instead of one
 contiguous `[batch, max_len]` buffer per call; the batch's tokens are packed into one ragged step
-with a block-table read/write index, and attention runs as `paged|sdpa`. No torch.compile:
-continuous batching does not use the generation config's compile settings, and CUDA graphs stay off
-under `paged|sdpa` (it needs an attention mask). The pool is allocated through torch, so the
-allocator's peak includes it.
+with a block-table read/write index, and attention runs as `paged|sdpa`. By default no torch.compile
+and no CUDA graphs: transformers turns graphs off under `paged|sdpa` (it needs an attention mask) and
+compiles nothing at its default compile level. `use_cuda_graph` and `compile_level` take those two
+apart as settings, passed straight to transformers' ContinuousBatchingConfig (docs/h200-probes.md §2
+measured both on an H200). The pool is allocated through torch, so the allocator's peak includes it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class HfPaged(HfGenerate):
     description = (
         "changes from hf_static_compiled: a paged KV pool of fixed num_blocks x block_size shared by the "
         "batch (transformers continuous batching, paged|sdpa) instead of a contiguous static cache; "
-        "no torch.compile"
+        "no torch.compile or CUDA graphs unless compile_level or use_cuda_graph is set"
     )
     settings: HfPagedSettings
 
@@ -46,16 +47,23 @@ class HfPaged(HfGenerate):
             pad_token_id=self.model.config.pad_token_id or 0,
         )
 
+    def continuous_batching_config(self) -> ContinuousBatchingConfig:
+        """The settings as transformers' config; a knob left at None is not passed, so transformers' own
+        default applies (graphs off under paged|sdpa, compile level 0)."""
+        settings = self.settings
+        optional = {"use_cuda_graph": settings.use_cuda_graph, "default_compile_level": settings.compile_level}
+        return ContinuousBatchingConfig(
+            block_size=settings.block_size,
+            num_blocks=settings.num_blocks,
+            max_batch_tokens=settings.max_batch_tokens,
+            allow_block_sharing=settings.allow_block_sharing,
+            **{name: value for name, value in optional.items() if value is not None},
+        )
+
     def _start_manager(self, generation: GenerationConfig) -> None:
         """Allocate the KV pool and start the manager's thread; the harness's warmup call pays for this."""
-        batching = ContinuousBatchingConfig(
-            block_size=self.settings.block_size,
-            num_blocks=self.settings.num_blocks,
-            max_batch_tokens=self.settings.max_batch_tokens,
-            allow_block_sharing=self.settings.allow_block_sharing,
-        )
         self.manager = self.model.init_continuous_batching(
-            generation_config=generation, continuous_batching_config=batching
+            generation_config=generation, continuous_batching_config=self.continuous_batching_config()
         )
         self.manager.warmup()
         self.manager.start()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -25,6 +25,16 @@ class HfStaticSettings(BackendSettings):
         default=None, gt=0, description="static cache length; null sizes it to the cell's input + output"
     )
 
+    def sweep_errors(
+        self, batch_sizes: list[int], input_lens: list[int], output_lens: list[int], key: str = "backends"
+    ) -> list[str]:
+        """A fixed cache shorter than the longest cell would fail in its stage, after DVC removed its output."""
+        needed = max(input_lens) + max(output_lens)
+        if self.max_cache_len is not None and self.max_cache_len < needed:
+            return [f"{key}.max_cache_len: {self.max_cache_len} is shorter than the longest cell (input + output "
+                    f"= {needed}); allowed: null or >= {needed}"]
+        return []
+
 
 class HfStaticCompiledSettings(HfStaticSettings):
     """`generate` with a static KV cache and torch.compile, as the transformers docs recommend."""
@@ -45,6 +55,47 @@ class HfCompiledLoopSettings(BackendSettings):
     )
 
 
+def _unset(value: Any) -> bool:
+    return value is None
+
+
+def left_to_transformers(description: str, **constraints: Any) -> Any:
+    """An optional knob whose None means "transformers' own default", left out of `model_dump` while None.
+
+    Left out, not dumped as null: the dump is what a cell's config hash and recorded settings are made of, so
+    adding such a knob keeps every existing result's hash and settings unchanged until someone sets it.
+    """
+    return Field(default=None, exclude_if=_unset, description=description, **constraints)
+
+
+class HfFusedLoopSettings(BackendSettings):
+    """A plain-PyTorch decode module over the HF weights (fused QKV and gate/up, GQA against the unexpanded
+    cache) in the minimal greedy loop; the step is compiled and, on CUDA, captured as one CUDA graph.
+
+    Modes that bring their own CUDA graphs (`reduce-overhead`, `max-autotune`) are not offered: the rung
+    already captures the whole step as one graph (`cuda_graph`).
+    """
+
+    # Not a setting: the HF model loads with SDPA only for the scenario methods (greedy, next_token_logits);
+    # the timed path attends in the fused module (SDPA causal prefill, grouped-matmul decode).
+    attn_implementation: ClassVar[str] = "sdpa"
+    compile_step: bool = Field(
+        default=True,
+        description="torch.compile the step; off: it runs eagerly (still one CUDA graph on CUDA), as the H200 "
+                    "probe's own_eager_g did: 2.61 ms a step at batch 1 against 1.105 compiled, so most of the gain "
+                    "is inductor's fusion, not the graph",
+    )
+    compile_mode: Literal["default", "max-autotune-no-cudagraphs"] = "default"
+    coordinate_descent_tuning: bool = Field(
+        default=True, description="inductor's per-kernel tile search, as gpt-fast and the H200 probe enable it"
+    )
+    cuda_graph: bool = Field(
+        default=True,
+        description="capture the whole compiled step (token feedback and position included) as one CUDA graph; "
+                    "off: the compiled kernels are launched from the host every step. CUDA only",
+    )
+
+
 class HfPagedSettings(BackendSettings):
     """transformers continuous batching over a paged KV pool whose size is fixed here, not from free memory.
 
@@ -61,13 +112,22 @@ class HfPagedSettings(BackendSettings):
     allow_block_sharing: bool = Field(
         default=False, description="prefix reuse across requests; off: timed iterations repeat their prompts"
     )
+    use_cuda_graph: bool | None = left_to_transformers(
+        "CUDA graphs on both paths (ContinuousBatchingConfig.use_cuda_graph); null: transformers decides, "
+        "which is off under paged|sdpa (it needs an attention mask)"
+    )
+    compile_level: int | None = left_to_transformers(
+        "ContinuousBatchingConfig.default_compile_level, 0-3: 1 compiles with mode default and dynamic shapes, "
+        "2 with max-autotune-no-cudagraphs, 3 also with static shapes; null: transformers' default, 0 (none)",
+        ge=0, le=3,
+    )
 
     def blocks_needed(self, batch_size: int, input_len: int, output_len: int) -> int:
         """Blocks that `batch_size` requests of `input_len + output_len` tokens hold at once."""
         return batch_size * -(-(input_len + output_len) // self.block_size)
 
     def sweep_errors(
-        self, batch_sizes: list[int], input_lens: list[int], output_lens: list[int]
+        self, batch_sizes: list[int], input_lens: list[int], output_lens: list[int], key: str = "backends.hf_paged"
     ) -> list[str]:
         """Why the largest cell of a sweep would not fit this pool or this step size (empty when it does)."""
         batch, longest = max(batch_sizes), max(input_lens) + max(output_lens)
@@ -75,13 +135,13 @@ class HfPagedSettings(BackendSettings):
         problems = []
         if self.num_blocks < needed:
             problems.append(
-                f"backends.hf_paged.num_blocks: {self.num_blocks} blocks of {self.block_size} tokens hold "
+                f"{key}.num_blocks: {self.num_blocks} blocks of {self.block_size} tokens hold "
                 f"{self.num_blocks * self.block_size} tokens, but batch {batch} x {longest} tokens needs "
                 f"{needed} blocks; allowed: >= {needed}"
             )
         if self.max_batch_tokens < batch:
             problems.append(
-                f"backends.hf_paged.max_batch_tokens: {self.max_batch_tokens} cannot decode batch {batch} "
+                f"{key}.max_batch_tokens: {self.max_batch_tokens} cannot decode batch {batch} "
                 f"in one step; allowed: >= {batch}"
             )
         return problems

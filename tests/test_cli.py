@@ -19,7 +19,7 @@ from inference_study.cli import main
 from inference_study.doctor import STATES
 
 REPO = REPO_ROOT
-COMMANDS = ["compose", "cells", "report", "doctor"]
+COMMANDS = ["compose", "cells", "report", "doctor", "dag"]
 
 
 def cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,5 @@
-"""`inference-study`: compose params.yaml from conf/, check it for drift, list cell states, rebuild thereport, check the machine."""
+"""`inference-study`: compose params.yaml from conf/, check it for drift, list cell states, rebuild the
+report, check the machine, derive the DAG's code deps."""
 
 from __future__ import annotations
 

@@ -165,3 +165,26 @@ def test_a_result_read_outside_dvc_is_checked_against_the_params_that_read_it(tm
     states = {s.cell: s for s in cell_statuses(validate_params(raw), tmp_path, {})}
     assert states[first].state == "invalid" and f"holds cell {second.key}" in states[first].detail
     assert states[second].state == "stale" and "measured under other settings" in states[second].detail
+
+
+def test_every_unit_writes_exactly_the_output_its_dvc_stage_declares() -> None:
+    """The plan's result path of each cell and scenario run is the `outs` entry DVC names from the raw matrix
+    values, so no stage can overwrite another stage's result (the float-batch defect)."""
+    import yaml
+
+    from inference_study.plan import bench_units, scenario_units
+
+    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    study = validate_params(composed("study=scenarios_cpu"))
+    bench_out = stages["bench"]["outs"][0]
+    for unit in bench_units(study):
+        item = {"model": unit.cell.model, "backend": unit.cell.backend, "batch": unit.cell.batch_size,
+                "input": unit.cell.input_len, "output": unit.cell.output_len}
+        declared = bench_out
+        for key, value in item.items():
+            declared = declared.replace(f"${{item.{key}}}", str(value))
+        assert unit.result_path(Path("results")) == Path(declared)
+    scenario_out = stages["scenario"]["outs"][0]
+    for unit in scenario_units(study):
+        declared = scenario_out.replace("${item.model}", unit.model_name).replace("${item.scenario}", unit.scenario)
+        assert unit.result_path(Path("results")) == Path(declared)

@@ -50,6 +50,11 @@ def bench_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> 
     The model always comes from the pipeline's prepared copy under results/models/.
     """
     unit = bench_unit(study, cell)
+    declared = output_root / "cells" / str(cell["model"]) / str(cell["backend"]) / (
+        f"b{cell['batch_size']}_i{cell['input_len']}_o{cell['output_len']}.json")
+    if unit.result_path(output_root) != declared:  # the path DVC names from the raw values, and no other
+        raise ConfigError(f"cell: {cell} would be written to {unit.result_path(output_root)}, not to this stage's "
+                          f"declared output {declared}")
     result = run_unit(unit, model_dir(unit.cell.model), collect_environment())
     write_result(unit.result_path(output_root), result)
     print(f"{unit.cell.key}: {result.status}" + (f" ({result.error})" if result.error else ""))

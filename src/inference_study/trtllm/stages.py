@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from inference_study.backends.trtllm import TRTLLM_PYTORCH, engine_backend, engine_profile
+from inference_study.backends.trtllm import engine_dir as family_engine_dir
 from inference_study.config import StudyConfig
 from inference_study.environment import collect_environment
 from inference_study.models import resolve_model
@@ -32,7 +33,7 @@ def checkpoint_dir(output_root: Path, model: str) -> Path:
 
 
 def engine_dir(output_root: Path, model: str, profile: str) -> Path:
-    return output_root / TRTLLM_DIR / "engines" / model / profile
+    return Path(family_engine_dir(model, profile, str(output_root)))
 
 
 def _engine_band() -> tuple[Band, str]:

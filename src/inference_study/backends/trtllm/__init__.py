@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 TRTLLM_PYTORCH = "trtllm_pytorch"
 ENGINE_PREFIX = "trtllm_engine_"
 IMPLEMENTATION = "inference_study.backends.trtllm.backend"  # the LLM API driver, loaded when a cell runs
-ENGINES_DIR = "results/trtllm/engines"  # the trtllm_build stage's outputs, per model and profile
+ENGINES_DIR = "trtllm/engines"  # under the results root: the trtllm_build stage's outputs, per model and profile
 
 
 def engine_backend(profile: str) -> str:
@@ -32,8 +32,9 @@ def engine_profile(name: str) -> str | None:
     return name.removeprefix(ENGINE_PREFIX) if name.startswith(ENGINE_PREFIX) else None
 
 
-def engine_dir(model: str, profile: str) -> str:
-    return f"{ENGINES_DIR}/{model}/{profile}"
+def engine_dir(model: str, profile: str, results_root: str = "results") -> str:
+    """Where trtllm_build writes one engine and where its cells' units read it: one layout for both."""
+    return f"{results_root}/{ENGINES_DIR}/{model}/{profile}"
 
 
 class TrtllmFamily(BackendFamily):

@@ -12,12 +12,14 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (AfterValidator, Field, ValidationError, ValidationInfo, create_model, field_validator,
+                      model_validator)
 
 from ruamel.yaml import YAML, YAMLError
 
 from inference_study import registry
 from inference_study.comparisons import Comparisons
+from inference_study.stopping import LEGACY_CONTEXT, StoppingRule, legacy_iterations_error
 from inference_study.strict import NAME_PATTERN, ConfigError, PositiveInt, Strict, format_errors, unique
 
 Dtype = Literal["float32", "float16", "bfloat16"]
@@ -74,13 +76,30 @@ class ModelSpec(Strict):
 class BenchSettings(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     warmup_iterations: int = Field(ge=0)
-    iterations: int = Field(ge=1)
+    stopping: StoppingRule | None = Field(default=None, description="when timed iterations stop (stopping.py)")
+    iterations: int | None = Field(default=None, ge=1, description="old results' fixed count (read only)")
+    processes: PositiveInt = Field(
+        default=1, description="fresh processes a cell's measurement runs in; intervals are then over processes")
     seed: int = 0
     gpu_sample_interval_ms: int = Field(
         default=500, gt=0, description="period of draining NVML's sample buffers (gpu.py), not a polling rate"
     )
     max_cv: float = Field(default=0.05, gt=0, allow_inf_nan=False,
                           description="repeats varying more than this warn the verdict")
+
+    @model_validator(mode="after")
+    def _one_protocol(self, info: ValidationInfo) -> BenchSettings:
+        legacy = legacy_iterations_error(self.iterations, info)
+        if legacy:
+            raise ValueError(f"iterations: {legacy}")
+        if (self.stopping is None) == (self.iterations is None):
+            raise ValueError("stopping: required (min/max requests, min/max seconds, target_half_width)")
+        return self
+
+    def identity(self) -> dict[str, Any]:
+        """What enters a config hash: fields at the values results of schema 2 implied (no stopping rule, one
+        process) are left out, so those results keep the identity they were written with."""
+        return self.model_dump(exclude_none=True, exclude={"processes"} if self.processes == 1 else None)
 
 
 class SweepSettings(Strict):
@@ -255,10 +274,13 @@ def upgrade_scenario_models(raw: dict[str, Any]) -> dict[str, Any]:
     return {**raw, "scenarios": sections, "sweep": sweep}
 
 
-def validate_params(raw: dict[str, Any], source: str = "params.yaml") -> StudyConfig:
-    """Validate a composed params mapping; raise ConfigError naming every bad key, on one line."""
+def validate_params(raw: dict[str, Any], source: str = "params.yaml", *, legacy_ok: bool = False) -> StudyConfig:
+    """Validate a composed params mapping; raise ConfigError naming every bad key, on one line.
+
+    `legacy_ok` reads the params of old results (committed report inputs) with their fixed iteration counts.
+    """
     try:
-        return StudyConfig.model_validate(upgrade_scenario_models(raw))
+        return StudyConfig.model_validate(upgrade_scenario_models(raw), context=LEGACY_CONTEXT if legacy_ok else None)
     except ValidationError as error:
         raise ConfigError(f"{source}: " + "; ".join(format_errors(error).splitlines())) from None
 
@@ -280,8 +302,8 @@ def parse_params(text: str, source: str) -> dict[str, Any]:
     return data
 
 
-def load_params(path: Path = PARAMS_FILE) -> StudyConfig:
-    """Read and validate `params.yaml`."""
+def load_params(path: Path = PARAMS_FILE, *, legacy_ok: bool = False) -> StudyConfig:
+    """Read and validate `params.yaml` (or, with `legacy_ok`, the params of old results)."""
     if not path.exists():
         raise ConfigError(f"{path} not found: run `inference-study compose` to write it from conf/")
-    return validate_params(parse_params(path.read_text(), str(path)), source=str(path))
+    return validate_params(parse_params(path.read_text(), str(path)), source=str(path), legacy_ok=legacy_ok)

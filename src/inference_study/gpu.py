@@ -29,8 +29,32 @@ class GpuUsage(Record):
     power_mean_w: float | None = None
     sm_clock_min_mhz: int | None = None
     sm_clock_max_mhz: int | None = None
+    memory_clock_min_mhz: int | None = None
+    memory_clock_max_mhz: int | None = None
     slowdown_reasons: list[str] | None = None
+    energy_j: float | None = None
+    joules_per_output_token: float | None = None
+    output_tokens_per_joule: float | None = None
     samples: int = 0
+
+
+# A clock that fell by more than this share during the timing slowed the measurement.
+CLOCK_FALL_LIMIT = 0.05
+
+
+def slowdown_warning(gpu: GpuUsage) -> str | None:
+    """The verdict's warning when a clock actually fell during the timing, naming which and by how much,
+    with NVML's reasons as evidence; None otherwise. A reason bit or violation counter alone is no
+    warning: on an H200 the power counter moved at full clocks (docs/h200-probes.md)."""
+    fallen = []
+    for name, low, high in (("SM", gpu.sm_clock_min_mhz, gpu.sm_clock_max_mhz),
+                            ("memory", gpu.memory_clock_min_mhz, gpu.memory_clock_max_mhz)):
+        if low and high and 1 - low / high > CLOCK_FALL_LIMIT:
+            fallen.append(f"{name} clock fell from {high} to {low} MHz (-{1 - low / high:.0%})")
+    if not fallen:
+        return None
+    evidence = f" ({', '.join(gpu.slowdown_reasons)})" if gpu.slowdown_reasons else ""
+    return f"GPU slowed down during the timing: {'; '.join(fallen)}{evidence}"
 
 
 # NVML clock-event (throttle) reasons that mean the GPU ran slower than it could during the timing.
@@ -97,8 +121,10 @@ class NvmlSampler:
     utilization: list[int] = field(default_factory=list)
     power_mw: list[int] = field(default_factory=list)
     sm_clock_mhz: list[int] = field(default_factory=list)
+    memory_clock_mhz: list[int] = field(default_factory=list)
     event_reasons: int = 0
     violations: list[str] = field(default_factory=list)
+    energy_j: float | None = None
     energy_power_w: float | None = None
 
     def start(self) -> None:
@@ -123,7 +149,8 @@ class NvmlSampler:
         self._drain()
         energy_mj = _optional(pynvml.nvmlDeviceGetTotalEnergyConsumption, self.handle)
         if self._energy_mj is not None and energy_mj is not None and elapsed > 0:
-            self.energy_power_w = (energy_mj - self._energy_mj) / 1000.0 / elapsed
+            self.energy_j = (energy_mj - self._energy_mj) / 1000.0
+            self.energy_power_w = self.energy_j / elapsed
         after = self._violation_times()
         held = {name: (after[policy] - self._violation_ns[policy]) / 1e9 / elapsed
                 for policy, name in VIOLATION_POLICIES.items() if None not in (self._violation_ns[policy], after[policy])}
@@ -132,8 +159,6 @@ class NvmlSampler:
         self._event_reasons()
         if not self.utilization:  # a span shorter than the driver's sampling period: one reading now
             self.utilization.append(pynvml.nvmlDeviceGetUtilizationRates(self.handle).gpu)
-        if not self.sm_clock_mhz:
-            self.sm_clock_mhz.append(pynvml.nvmlDeviceGetClockInfo(self.handle, pynvml.NVML_CLOCK_SM))
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -147,6 +172,7 @@ class NvmlSampler:
         # The SM-clock sample buffer is empty on some GPUs (NVML_ERROR_NOT_FOUND on an H200), so the clock is
         # also read directly at every drain: without it, "the clocks never moved" would rest on one reading.
         self.sm_clock_mhz.append(pynvml.nvmlDeviceGetClockInfo(self.handle, pynvml.NVML_CLOCK_SM))
+        self.memory_clock_mhz.append(pynvml.nvmlDeviceGetClockInfo(self.handle, pynvml.NVML_CLOCK_MEM))
         for kind, into in ((SM_CLOCK_SAMPLES, self.sm_clock_mhz), (UTILIZATION_SAMPLES, self.utilization),
                            (POWER_SAMPLES, self.power_mw)):
             found = _optional(pynvml.nvmlDeviceGetSamples, self.handle, kind, self._seen[kind])
@@ -189,6 +215,9 @@ def usage_from(sampler: NvmlSampler | None, torch_peaks: tuple[int, int] | None)
         usage.utilization_max_pct = float(max(sampler.utilization))
         usage.samples = len(sampler.utilization)
         usage.sm_clock_min_mhz, usage.sm_clock_max_mhz = min(sampler.sm_clock_mhz), max(sampler.sm_clock_mhz)
+        usage.memory_clock_min_mhz = min(sampler.memory_clock_mhz)
+        usage.memory_clock_max_mhz = max(sampler.memory_clock_mhz)
+        usage.energy_j = sampler.energy_j
         usage.slowdown_reasons = [
             *(name for bit, name in SLOWDOWN_REASONS.items() if sampler.event_reasons & bit), *sampler.violations
         ]
@@ -197,3 +226,42 @@ def usage_from(sampler: NvmlSampler | None, torch_peaks: tuple[int, int] | None)
         elif sampler.power_mw:
             usage.power_mean_w = sum(sampler.power_mw) / len(sampler.power_mw) / 1000.0
     return usage
+
+
+def with_energy_per_token(usage: GpuUsage, output_tokens: int) -> GpuUsage:
+    """`usage` with joules per output token and its inverse, from the energy counter over the timed region."""
+    if usage.energy_j is None or not output_tokens or usage.energy_j <= 0:
+        return usage
+    return usage.model_copy(update={"joules_per_output_token": usage.energy_j / output_tokens,
+                                    "output_tokens_per_joule": output_tokens / usage.energy_j})
+
+
+def combined(usages: list[GpuUsage]) -> GpuUsage:
+    """The readings of several processes' timed regions as one: peaks and extremes over all, energy summed,
+    means weighted by samples; a field any process could not read stays null."""
+    def values(name: str) -> list:
+        found = [getattr(u, name) for u in usages]
+        return [] if any(v is None for v in found) else found
+
+    def pick(name: str, how):
+        found = values(name)
+        return how(found) if found else None
+
+    weights = [u.samples for u in usages]
+    def weighted(name: str) -> float | None:
+        found = values(name)
+        return float(sum(v * w for v, w in zip(found, weights)) / sum(weights)) if found and sum(weights) else pick(
+            name, lambda v: sum(v) / len(v))
+
+    reasons = values("slowdown_reasons")
+    return GpuUsage(
+        nvml_device_memory_used_peak_bytes=pick("nvml_device_memory_used_peak_bytes", max),
+        torch_allocated_peak_bytes=pick("torch_allocated_peak_bytes", max),
+        torch_reserved_peak_bytes=pick("torch_reserved_peak_bytes", max),
+        utilization_mean_pct=weighted("utilization_mean_pct"), utilization_max_pct=pick("utilization_max_pct", max),
+        power_mean_w=weighted("power_mean_w"),
+        sm_clock_min_mhz=pick("sm_clock_min_mhz", min), sm_clock_max_mhz=pick("sm_clock_max_mhz", max),
+        memory_clock_min_mhz=pick("memory_clock_min_mhz", min), memory_clock_max_mhz=pick("memory_clock_max_mhz", max),
+        slowdown_reasons=sorted({r for found in reasons for r in found}) if reasons else None,
+        energy_j=pick("energy_j", sum), samples=sum(weights),
+    )

@@ -12,20 +12,29 @@ import numpy as np
 
 from inference_study.backend import Generation
 from inference_study.strict import Record
+from inference_study.uncertainty import Interval, interval
 
 PERCENTILES = (50, 90, 95, 99)
+# A percentile p says more than the sample maximum only with at least 100 / (100 - p) samples; below that
+# it is null, with this reason (MLPerf and AIPerf ask for far more: these are the least that mean anything).
+MIN_SAMPLES = {"p90": 10, "p95": 20, "p99": 100}
 
 
 class Stats(Record):
-    """Distribution summary of one metric, in seconds."""
+    """Distribution summary of one metric, in seconds; a tail percentile short of samples is null."""
 
     n: int
     mean: float
     std: float
     p50: float
-    p90: float
-    p95: float
-    p99: float
+    p90: float | None
+    p95: float | None
+    p99: float | None
+
+    def missing_percentiles(self) -> dict[str, str]:
+        """Why each null percentile is null."""
+        return {name: f"{name.upper()} needs >= {needed} samples; {self.n} were timed"
+                for name, needed in MIN_SAMPLES.items() if getattr(self, name) is None}
 
 
 class Latency(Record):
@@ -33,6 +42,11 @@ class Latency(Record):
     tpot_s: Stats
     itl_s: Stats
     e2e_s: Stats
+
+    def missing_percentiles(self) -> dict[str, str]:
+        """`latency.<metric>.<percentile>` → why it is null, for the result's null reasons."""
+        return {f"latency.{metric}.{name}": why for metric in Latency.model_fields
+                for name, why in getattr(self, metric).missing_percentiles().items()}
 
 
 class Throughput(Record):
@@ -43,13 +57,15 @@ class Throughput(Record):
 
 
 def summarize(samples: Sequence[float]) -> Stats:
-    """Mean, sample standard deviation and percentiles (numpy's linear interpolation)."""
+    """Mean, sample standard deviation and percentiles (numpy's linear interpolation), each tail percentile
+    only where there are enough samples for it."""
     values = np.asarray(samples, dtype=np.float64)
     if values.size == 0:
         raise ValueError("cannot summarize an empty sample")
-    p50, p90, p95, p99 = np.percentile(values, PERCENTILES)
+    found = dict(zip(("p50", "p90", "p95", "p99"), (float(v) for v in np.percentile(values, PERCENTILES))))
+    tails = {name: found[name] if values.size >= needed else None for name, needed in MIN_SAMPLES.items()}
     std = float(values.std(ddof=1)) if values.size > 1 else 0.0
-    return Stats(n=int(values.size), mean=float(values.mean()), std=std, p50=p50, p90=p90, p95=p95, p99=p99)
+    return Stats(n=int(values.size), mean=float(values.mean()), std=std, p50=found["p50"], **tails)
 
 
 def request_latencies(generation: Generation) -> list[dict[str, object]]:
@@ -97,54 +113,21 @@ def throughput(generations: Sequence[Generation], input_len: int) -> Throughput:
     )
 
 
-class Interval(Record):
-    """A headline metric over the timed iterations: median, its bootstrap confidence interval, and CV.
-
-    Each timed iteration is one repeat; `ci_low`/`ci_high` are null below two repeats (no spread).
-    """
-
-    value: float
-    ci_low: float | None
-    ci_high: float | None
-    cv: float | None
-    repeats: int
-
-
 class Headline(Record):
     ttft_p50_s: Interval
     tpot_p50_s: Interval
     output_tokens_per_s: Interval
 
 
-CONFIDENCE = 0.95
-BOOTSTRAP_RESAMPLES = 2000
+def iteration_headline(generation: Generation) -> dict[str, float]:
+    """TTFT P50, TPOT P50 and output tok/s of one timed iteration (one repeat of each headline metric)."""
+    requests = request_latencies(generation)
+    return {"ttft_p50_s": float(np.median([r["ttft"] for r in requests])),
+            "tpot_p50_s": float(np.median([r["tpot"] for r in requests])),
+            "output_tokens_per_s": throughput([generation], 0).output_tokens_per_s}
 
 
-def interval(per_repeat: Sequence[float]) -> Interval:
-    """Median of the repeats with a seeded percentile-bootstrap CI (scipy) and the coefficient of variation."""
-    from scipy import stats  # heavy: scipy.stats loads only to bootstrap an interval
-
-    values = np.asarray(per_repeat, dtype=np.float64)
-    median = float(np.median(values))
-    if values.size < 2:
-        return Interval(value=median, ci_low=None, ci_high=None, cv=None, repeats=int(values.size))
-    if np.all(values == values[0]):
-        low = high = median
-    else:
-        result = stats.bootstrap(
-            (values,), np.median, confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_RESAMPLES,
-            method="percentile", rng=np.random.default_rng(0),
-        )
-        low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
-    cv = float(values.std(ddof=1) / values.mean()) if values.mean() else None
-    return Interval(value=median, ci_low=low, ci_high=high, cv=cv, repeats=int(values.size))
-
-
-def headline(generations: Sequence[Generation]) -> Headline:
-    """TTFT P50, TPOT P50 and output tok/s of each timed iteration, summarized across iterations."""
-    per_iteration = [request_latencies(g) for g in generations]
-    return Headline(
-        ttft_p50_s=interval([np.median([r["ttft"] for r in requests]) for requests in per_iteration]),
-        tpot_p50_s=interval([np.median([r["tpot"] for r in requests]) for requests in per_iteration]),
-        output_tokens_per_s=interval([throughput([g], 0).output_tokens_per_s for g in generations]),
-    )
+def headline(per_iteration: Sequence[Sequence[dict[str, float]]]) -> Headline:
+    """Each headline metric over the repeats, `per_iteration[p]` being process p's iterations in order."""
+    return Headline(**{name: interval([[values[name] for values in process] for process in per_iteration])
+                       for name in Headline.model_fields})

@@ -38,7 +38,7 @@ class BenchUnit(Strict):
     def config_hash(self) -> str:
         """Hash of everything that defines the measurement, so results from other settings are told apart."""
         return _hash({"cell": self.cell.model_dump(), "model": self.model.model_dump(),
-                      "backend": self.settings.model_dump(), "bench": self.bench.model_dump()})
+                      "backend": self.settings.model_dump(), "bench": self.bench.identity()})
 
     def result_path(self, results_dir: Path) -> Path:
         return self.cell.result_path(results_dir)
@@ -58,7 +58,7 @@ class ScenarioUnit(Strict):
     def config_hash(self) -> str:
         """The scenario's settings, model and bench; which variants run is left out (see ScenarioSettings)."""
         return _hash({"scenario": self.scenario, "settings": self.settings.model_dump(),
-                      "model": self.model.model_dump(), "bench": self.bench.model_dump()})
+                      "model": self.model.model_dump(), "bench": self.bench.identity()})
 
     @property
     def key(self) -> str:

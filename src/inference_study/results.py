@@ -13,19 +13,21 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from inference_study import registry
 from inference_study.config import Cell
 from inference_study.environment import Environment
 from inference_study.gpu import GpuUsage
-from inference_study.metrics import Headline, Latency, Throughput
+from inference_study.metrics import MIN_SAMPLES, Headline, Latency, Throughput
 from inference_study.scenario import ScenarioRecord
+from inference_study.stopping import Stopping
 from inference_study.strict import Record
+from inference_study.uncertainty import Interval
 from inference_study.validity import Verdict, judge
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 Status = Literal["ok", "oom", "failed"]
 
 
@@ -115,10 +117,11 @@ class ResultHeader(Record):
 
 
 class CellResult(ResultHeader):
-    schema_version: Literal[2] = SCHEMA_VERSION
+    schema_version: Literal[3] = SCHEMA_VERSION
     cell: Cell
     warmup_iterations: int
-    iterations: int
+    stopping: Stopping | None = None
+    processes: int = Field(default=1, ge=1, description="fresh processes the measurement ran in")
     backend: BackendInfo
     workload: Workload
     tokens: Tokens | None = None
@@ -132,8 +135,8 @@ class CellResult(ResultHeader):
 
     @model_validator(mode="after")
     def _consistent(self) -> CellResult:
-        if self.status == "ok" and None in (self.latency, self.throughput, self.tokens):
-            raise ValueError("status 'ok' needs latency, throughput and tokens")
+        if self.status == "ok" and None in (self.latency, self.throughput, self.tokens, self.stopping):
+            raise ValueError("status 'ok' needs latency, throughput, tokens and stopping")
         if self.status != "ok" and self.verdict.status != "fail":
             raise ValueError(f"a cell with status {self.status!r} cannot have verdict {self.verdict.status!r}")
         for name in self.null_fields():
@@ -150,6 +153,7 @@ class CellResult(ResultHeader):
         if self.status == "ok":
             names += [f"phases.{k}" for k, v in self.phases.model_dump().items() if v is None]
             names += [name for name in ("headline", "output_ids") if getattr(self, name) is None]
+            names += list(self.latency.missing_percentiles()) if self.latency is not None else []
         return names
 
 
@@ -264,7 +268,9 @@ def read_result(path: Path) -> CellResult:
         raise ResultError(
             f"{path}: schema_version {found!r} is not one of {READABLE_VERSIONS}: not a result of this study"
         )
-    return _validated(CellResult, path, upgrade_v1(raw) if raw["schema_version"] == 1 else raw)
+    if raw["schema_version"] == 1:
+        raw = upgrade_v1(raw)
+    return _validated(CellResult, path, upgrade_v2(raw) if raw["schema_version"] == 2 else raw)
 
 
 def _read_json(path: Path) -> Any:
@@ -292,12 +298,52 @@ def upgrade_v1(raw: dict[str, Any]) -> dict[str, Any]:
         reasons |= {"headline": SCHEMA_1_GAP, "output_ids": SCHEMA_1_GAP}
     upgraded["null_reasons"] = reasons
     verdict = judge(
-        status=raw["status"], error=raw.get("error"), warmup_iterations=raw["warmup_iterations"],
-        latency=Latency.model_validate(raw["latency"]) if raw.get("latency") else None, headline=None,
-        gpu=gpu, memory_seen_by_torch_allocator=True, on_gpu=raw["device"].startswith("cuda"), max_cv=1.0,
+        status=raw["status"], error=raw.get("error"), warmup_iterations=raw["warmup_iterations"], headline=None,
+        stopping=None, gpu=gpu, memory_seen_by_torch_allocator=True, on_gpu=raw["device"].startswith("cuda"),
+        max_cv=1.0,
     )
     upgraded["verdict"] = {
         "status": "warn" if verdict.status == "pass" else verdict.status,
         "reasons": [*verdict.reasons, f"no repeat intervals or clock checks: {SCHEMA_1_GAP}"],
     }
+    return upgraded
+
+
+SCHEMA_2_GAP = "recorded with result schema 2, before this was measured"
+SCHEMA_2_GPU_FIELDS = ("memory_clock_min_mhz", "memory_clock_max_mhz", "energy_j", "joules_per_output_token",
+                       "output_tokens_per_joule")
+# Schema 2 warned on tail percentiles short of samples; schema 3 leaves them null instead (metrics.py).
+SCHEMA_2_SAMPLE_WARNING = "too few samples:"
+
+
+def _null_short_percentiles(stats: dict[str, Any], where: str, reasons: dict[str, str]) -> dict[str, Any]:
+    short = {name: None for name, needed in MIN_SAMPLES.items() if stats["n"] < needed}
+    reasons.update({f"{where}.{name}": f"{name.upper()} needs >= {MIN_SAMPLES[name]} samples; {stats['n']} were timed"
+                    for name in short})
+    return {**stats, **short}
+
+
+def upgrade_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    """Read a schema-2 result (a fixed count of timed iterations) as schema 3: its count becomes a stopping
+    record of reason `fixed_iterations` (convergence not judged), tail percentiles short of samples become
+    null with their reason, the GPU readings schema 2 did not take are null with that reason, and the
+    verdict loses its warning about sample counts (which schema 3 no longer gives)."""
+    upgraded = {key: value for key, value in raw.items() if key != "iterations"}
+    upgraded |= {"schema_version": 3, "processes": 1}
+    reasons = dict(raw["null_reasons"])
+    reasons.update({f"gpu.{name}": SCHEMA_2_GAP for name in SCHEMA_2_GPU_FIELDS if f"gpu.{name}" not in reasons})
+    if raw["status"] == "ok":
+        widths = {name: Interval.model_validate(value).half_width for name, value in (raw["headline"] or {}).items()}
+        upgraded["stopping"] = {
+            "reason": "fixed_iterations", "iterations": raw["iterations"],
+            "requests": raw["iterations"] * raw["cell"]["batch_size"], "seconds": raw["phases"].get("measure_s"),
+            "converged": None, "target_half_width": None, "half_widths": widths}
+        upgraded["latency"] = {metric: _null_short_percentiles(stats, f"latency.{metric}", reasons)
+                               for metric, stats in raw["latency"].items()}
+    else:
+        reasons.setdefault("stopping", f"cell {raw['status']}")
+    upgraded["null_reasons"] = reasons
+    kept = [reason for reason in raw["verdict"]["reasons"] if not reason.startswith(SCHEMA_2_SAMPLE_WARNING)]
+    status = raw["verdict"]["status"]
+    upgraded["verdict"] = {"status": "pass" if status == "warn" and not kept else status, "reasons": kept}
     return upgraded

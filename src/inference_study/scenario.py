@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, ValidationInfo, model_validator
 
+from inference_study.stopping import legacy_iterations_error
 from inference_study.strict import Record, Strict, unique
 
 
@@ -25,7 +26,15 @@ class ScenarioSettings(Strict):
         description="hf: transformers (runs anywhere); other variants are backends the scenario's spec lists",
     )
     warmup_iterations: int = Field(default=1, ge=0)
-    iterations: int = Field(default=3, ge=1)
+    iterations: int | None = Field(default=None, ge=1, description="old results' fixed count (read only); "
+                                   "timed repeats stop by bench.stopping")
+
+    @model_validator(mode="after")
+    def _no_fixed_count(self, info: ValidationInfo) -> ScenarioSettings:
+        legacy = legacy_iterations_error(self.iterations, info)
+        if legacy:
+            raise ValueError(f"iterations: {legacy}")
+        return self
 
     def longest_sequence(self) -> int:
         """Prompt plus output of the longest request the scenario makes (checked against max_seq_len)."""

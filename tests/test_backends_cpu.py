@@ -37,11 +37,13 @@ GPU_FIELDS = [name for name in GpuUsage.model_fields if name != "samples"]
 
 @pytest.fixture(scope="module")
 def study() -> StudyConfig:
-    """The composed defaults, on CPU, with a short bench (1 warmup + 2 timed iterations)."""
+    """The composed defaults, on CPU, with a short bench: 1 warmup, then exactly 2 timed iterations (the
+    stopping rule's minimum and maximum requests are both 2 batches)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(REPO)
         raw = yaml.safe_load(compose_yaml([]))
-    raw["bench"].update(device="cpu", warmup_iterations=1, iterations=2)
+    raw["bench"].update(device="cpu", warmup_iterations=1)
+    raw["bench"]["stopping"].update(min_requests=2 * BATCH, max_requests=2 * BATCH, min_seconds=0)
     return validate_params(raw)
 
 
@@ -191,12 +193,13 @@ def test_run_cell_ok(study: StudyConfig, model_dir: Path, environment, name: str
     assert result.status == "ok" and result.error is None
     assert result.device == "cpu"
     assert result.cell == cell
-    assert (result.warmup_iterations, result.iterations) == (study.bench.warmup_iterations, study.bench.iterations)
+    assert result.warmup_iterations == study.bench.warmup_iterations
+    assert (result.stopping.iterations, result.stopping.requests) == (2, 2 * BATCH)
     assert result.tokens is not None
     assert result.tokens.requested_per_request == OUTPUT_LEN
     assert result.tokens.produced_min == result.tokens.produced_max == OUTPUT_LEN
 
-    requests = BATCH * study.bench.iterations
+    requests = BATCH * result.stopping.iterations
     assert result.latency is not None and result.throughput is not None
     assert result.latency.ttft_s.n == result.latency.e2e_s.n == result.latency.tpot_s.n == requests
     assert result.latency.itl_s.n == requests * (OUTPUT_LEN - 1)
@@ -358,3 +361,24 @@ def test_paged_prefilled_tokens_agree_with_transformers_own_prefix_counter(model
     # transformers counts every matched block, but still computes one token to start decoding
     assert reused > 0 and second.prefilled_tokens == [max(len(prompt) - reused, 1)]
     assert second.output_ids == first.output_ids
+
+
+def test_a_cell_measured_in_fresh_processes_pools_their_repeats(study: StudyConfig, model_dir: Path,
+                                                                 environment) -> None:
+    """`bench.processes: 2`: load, warmup and the timed loop run once in each of two spawned processes; the
+    result holds both processes' repeats, its interval comes from the hierarchical bootstrap over them, and
+    the greedy tokens are the single-process run's."""
+    raw = study.model_dump(mode="json")
+    raw["bench"]["processes"] = 2
+    two = validate_params(raw)
+    unit = _cell(two, "hf_eager")
+    result = harness.run_cell(unit, model_dir, environment)
+    single = harness.run_cell(_cell(study, "hf_eager"), model_dir, environment)
+    assert result.status == "ok" and result.processes == 2
+    groups = result.headline.tpot_p50_s.samples
+    assert len(groups) == 2 and all(len(g) == 2 for g in groups), "each process ran the rule's 2 iterations"
+    assert result.stopping.iterations == 4 and result.stopping.requests == 4 * BATCH
+    assert result.latency.e2e_s.n == 4 * BATCH
+    assert result.output_ids == single.output_ids
+    assert result.config_hash != single.config_hash, "the process count is part of the measurement's identity"
+    assert result.phases.load_s > 0 and result.phases.measure_s > 0

@@ -155,14 +155,14 @@ def test_a_result_read_outside_dvc_is_checked_against_the_params_that_read_it(tm
     from inference_study.cell_status import cell_statuses
     from inference_study.config import load_params
 
-    inputs = REPO_ROOT / "reports" / "default" / "inputs"
-    study = load_params(inputs / "params.yaml")
+    inputs = REPO_ROOT / "reports" / "cpu" / "inputs"
+    study = load_params(inputs / "params.yaml", legacy_ok=True)
     shutil.copytree(inputs / "cells", tmp_path / "cells")
     first, second = (status.cell for status in cell_statuses(study, tmp_path, {})[:2])
     shutil.copyfile(second.result_path(tmp_path), first.result_path(tmp_path))  # first's file holds second
     raw = study.model_dump(mode="json")
     raw["bench"]["max_cv"] = 0.5  # another verdict threshold: every result was measured under other settings
-    states = {s.cell: s for s in cell_statuses(validate_params(raw), tmp_path, {})}
+    states = {s.cell: s for s in cell_statuses(validate_params(raw, legacy_ok=True), tmp_path, {})}
     assert states[first].state == "invalid" and f"holds cell {second.key}" in states[first].detail
     assert states[second].state == "stale" and "measured under other settings" in states[second].detail
 

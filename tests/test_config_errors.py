@@ -130,8 +130,22 @@ CASES = [
                  id="input-float"),
     pytest.param(_setter("sweep.output_lens", ["16"], "got '16'", "valid integer"), "sweep.output_lens.0",
                  id="output-string"),
-    pytest.param(_setter("bench.iterations", 2.0, "got 2.0", "valid integer"), "bench.iterations",
-                 id="iterations-float"),
+    pytest.param(_setter("bench.stopping.min_requests", 2.0, "got 2.0", "valid integer"),
+                 "bench.stopping.min_requests", id="min-requests-float"),
+    # a fixed count is the old protocol: refused in a new study, with what to do instead
+    pytest.param(_setter("bench.iterations", 10, "fixed count", "bench.stopping"), "bench.iterations",
+                 id="fixed-iterations"),
+    pytest.param(_setter("bench.stopping.max_requests", 5, "max_requests 5 is under min_requests"),
+                 "bench.stopping", id="max-requests-under-min"),
+    pytest.param(_setter("bench.stopping.max_seconds", 0.1, "max_seconds 0.1 is under min_seconds"),
+                 "bench.stopping", id="max-seconds-under-min"),
+    pytest.param(_setter("bench.stopping.target_half_width", 0, "got 0", "greater than 0"),
+                 "bench.stopping.target_half_width", id="target-zero"),
+    pytest.param(_setter("bench.stopping.target_half_width", -0.1, "got -0.1", "greater than 0"),
+                 "bench.stopping.target_half_width", id="target-negative"),
+    pytest.param(_setter("bench.stopping.max_seconds", float("inf"), "got inf", "finite"),
+                 "bench.stopping.max_seconds", id="max-seconds-inf"),
+    pytest.param(_setter("bench.processes", 0, "got 0", "greater than 0"), "bench.processes", id="processes-zero"),
     pytest.param(_setter("sweep.batch_sizes", 4, "got 4", "valid list"), "sweep.batch_sizes",
                  id="scalar-for-a-list"),
     pytest.param(_setter("bench.max_cv", float("inf"), "got inf", "finite"), "bench.max_cv", id="max-cv-inf"),
@@ -179,14 +193,12 @@ CASES = [
                  id="typo-in-model-spec"),
     pytest.param(_rename("models.tiny_llama.shape.hidden_size", "hidden_sise", EXTRA),
                  "models.tiny_llama.shape.hidden_sise", id="typo-in-model-shape"),
-    pytest.param(_setter("bench.iterations", 0, "got 0", "greater than or equal to 1"), "bench.iterations",
-                 id="iterations-zero"),
     pytest.param(_setter("bench.warmup_iterations", -1, "got -1", "greater than or equal to 0"),
                  "bench.warmup_iterations", id="warmup-negative"),
     pytest.param(_setter("bench.device", "tpu", "'tpu'", "'auto'", "'cpu'", "'cuda'"), "bench.device",
                  id="unknown-device"),
-    pytest.param(_rename("bench.iterations", "iteratons", EXTRA, "got 3"), "bench.iteratons",
-                 id="typo-in-bench"),
+    pytest.param(_rename("bench.stopping.min_seconds", "min_second", EXTRA, "got 0.5"),
+                 "bench.stopping.min_second", id="typo-in-bench"),
     pytest.param(_setter("bench.gpu_sample_interval_ms", 0, "got 0", "greater than 0"),
                  "bench.gpu_sample_interval_ms", id="gpu-sample-interval-zero"),
     pytest.param(_rename("sweep.batch_sizes", "batch_size", EXTRA), "sweep.batch_size", id="typo-in-sweep"),
@@ -266,13 +278,13 @@ def test_length_at_exactly_max_seq_len_is_accepted(raw: dict[str, Any]) -> None:
 
 
 def test_every_error_is_reported_not_only_the_first(raw: dict[str, Any]) -> None:
-    raw["bench"]["iterations"] = 0
+    raw["bench"]["stopping"]["min_requests"] = 0
     raw["bench"]["device"] = "tpu"
     raw["models"]["tiny_llama"]["dtype"] = "float8"
     with pytest.raises(ConfigError) as caught:
         validate_params(raw)
     message = str(caught.value)
-    for key in ("bench.iterations", "bench.device", "models.tiny_llama.dtype"):
+    for key in ("bench.stopping.min_requests", "bench.device", "models.tiny_llama.dtype"):
         assert key in message
 
 
@@ -368,7 +380,7 @@ def test_validate_cell_missing_coordinate(study: StudyConfig) -> None:
     ("override", "key", "fragment"),
     [
         ("bench.device=tpu", "bench.device", "'tpu'"),
-        ("bench.iterations=0", "bench.iterations", "got 0"),
+        ("bench.stopping.min_requests=0", "bench.stopping.min_requests", "got 0"),
         ("backends.hf_static_compiled.compile_mode=turbo", "backends.hf_static_compiled.compile_mode", "'turbo'"),
         ("sweep.backends=[hf_eager,vllm]", "sweep.backends", "'vllm'"),
         ("sweep.models=[gpt5]", "sweep.models", "'gpt5'"),
@@ -425,13 +437,13 @@ def test_drift_is_reported_for_a_modified_params_file(monkeypatch: pytest.Monkey
     assert drift(params_file=params) == "", "an unmodified copy is in sync"
 
     data = yaml.safe_load(text)
-    data["bench"]["iterations"] += 1
+    data["bench"]["warmup_iterations"] += 1
     params.write_text(yaml.safe_dump(data, sort_keys=False))
     difference = drift(params_file=params)
     assert difference
     assert str(params) in difference
-    assert f"-  iterations: {data['bench']['iterations']}" in difference
-    assert f"+  iterations: {data['bench']['iterations'] - 1}" in difference
+    assert f"-  warmup_iterations: {data['bench']['warmup_iterations']}" in difference
+    assert f"+  warmup_iterations: {data['bench']['warmup_iterations'] - 1}" in difference
 
 
 def test_drift_when_params_file_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

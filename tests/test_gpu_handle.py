@@ -45,31 +45,3 @@ def test_without_cuda_in_torch_nvml_falls_back_to_its_first_gpu(monkeypatch) -> 
     _machine_of_two_gpus(monkeypatch, torch_sees_cuda=False)
     assert nvml_handle() == ("handle of GPU 0", None)
     assert environment._gpu_facts() == ("NVIDIA H200", 2, "580.159.04")
-
-
-def test_the_sm_clock_is_read_at_every_drain_when_the_sample_buffer_is_empty(monkeypatch) -> None:
-    """On an H200 the driver's SM-clock sample buffer answers NVML_ERROR_NOT_FOUND: the sampler still sees
-    the clock fall, from its direct readings, instead of one reading after the timing."""
-    from types import SimpleNamespace
-
-    from inference_study.gpu import NvmlSampler, usage_from
-
-    clocks = iter([1980, 1980, 1425, 1245, 1980, 1980, 1980, 1980])
-
-    def no_samples(handle, kind, since):
-        raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
-
-    monkeypatch.setattr(pynvml, "nvmlDeviceGetSamples", no_samples)
-    monkeypatch.setattr(pynvml, "nvmlDeviceGetClockInfo", lambda handle, which: next(clocks))
-    monkeypatch.setattr(pynvml, "nvmlDeviceGetMemoryInfo", lambda handle: SimpleNamespace(used=1 << 30))
-    monkeypatch.setattr(pynvml, "nvmlDeviceGetUtilizationRates", lambda handle: SimpleNamespace(gpu=90))
-    monkeypatch.setattr(pynvml, "nvmlDeviceGetTotalEnergyConsumption", lambda handle: 0)
-    monkeypatch.setattr(pynvml, "nvmlDeviceGetViolationStatus", lambda handle, policy: SimpleNamespace(violationTime=0))
-    monkeypatch.setattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", lambda handle: 0, raising=False)
-    sampler = NvmlSampler("gpu0", interval_s=3600)  # no background drain: the test drains by hand
-    sampler.start()
-    for _ in range(3):
-        sampler._drain()
-    sampler.stop()
-    usage = usage_from(sampler, None)
-    assert (usage.sm_clock_min_mhz, usage.sm_clock_max_mhz) == (1245, 1980)

@@ -32,25 +32,28 @@ def _generation(start: float, times: list[float], batch: int = 1) -> Generation:
 def test_summarize_small_sample_by_hand() -> None:
     stats = summarize([1.0, 2.0, 3.0, 4.0])
     # mean 2.5; squared deviations 2.25 + 0.25 + 0.25 + 2.25 = 5, over n-1 = 3
-    # percentile p at rank h = (n-1) p/100 = 3p/100: p50 → 1.5 → 2.5, p90 → 2.7 → 3.7,
-    # p95 → 2.85 → 3.85, p99 → 2.97 → 3.97
+    # p50 at rank h = (n-1)/2 = 1.5 → 2.5; the tails need 10, 20 and 100 samples, so they are null
     assert stats.n == 4
     assert stats.mean == approx(2.5)
     assert stats.std == approx(math.sqrt(5 / 3))
     assert stats.p50 == approx(2.5)
-    assert stats.p90 == approx(3.7)
-    assert stats.p95 == approx(3.85)
-    assert stats.p99 == approx(3.97)
+    assert (stats.p90, stats.p95, stats.p99) == (None, None, None)
+
+
+@pytest.mark.parametrize("n", [10, 20, 100])
+def test_summarize_tail_percentiles_once_there_are_enough_samples(n: int) -> None:
+    stats = summarize([float(v) for v in range(1, n + 1)])
+    # percentile p of 1..n at rank h = (n-1) p/100, linear between neighbours: 1 + h
+    for name, p, needed in (("p90", 90, 10), ("p95", 95, 20), ("p99", 99, 100)):
+        expected = 1 + (n - 1) * p / 100 if n >= needed else None
+        assert getattr(stats, name) == (approx(expected) if expected is not None else None)
 
 
 def test_summarize_is_order_independent_and_odd_sample() -> None:
     stats = summarize([5.0, 1.0, 3.0])
-    # sorted 1, 3, 5: p50 → rank 1 → 3; p90 → rank 1.8 → 3 + 0.8·2 = 4.6; std sqrt((4+0+4)/2) = 2
+    # sorted 1, 3, 5: p50 → rank 1 → 3; std sqrt((4+0+4)/2) = 2
     assert stats.mean == approx(3.0)
     assert stats.p50 == approx(3.0)
-    assert stats.p90 == approx(4.6)
-    assert stats.p95 == approx(4.8)
-    assert stats.p99 == approx(4.96)
     assert stats.std == approx(2.0)
 
 
@@ -58,7 +61,10 @@ def test_summarize_single_value_has_zero_std() -> None:
     stats = summarize([0.25])
     assert stats.n == 1
     assert stats.std == 0.0
-    assert stats.mean == stats.p50 == stats.p90 == stats.p95 == stats.p99 == approx(0.25)
+    assert stats.mean == stats.p50 == approx(0.25)
+    assert stats.missing_percentiles() == {"p90": "P90 needs >= 10 samples; 1 were timed",
+                                           "p95": "P95 needs >= 20 samples; 1 were timed",
+                                           "p99": "P99 needs >= 100 samples; 1 were timed"}
 
 
 def test_summarize_empty_raises() -> None:
@@ -114,10 +120,10 @@ def test_latency_over_iterations_and_batch() -> None:
     assert result.ttft_s.mean == approx(0.15)
     assert result.ttft_s.std == approx(math.sqrt(4 * 0.05**2 / 3))
     assert result.ttft_s.p50 == approx(0.15)
-    assert result.ttft_s.p90 == approx(0.2)
+    assert result.ttft_s.p90 is None and "latency.ttft_s.p90" in result.missing_percentiles()
     assert result.e2e_s.n == 4
     assert result.e2e_s.mean == approx(0.4)
-    assert result.e2e_s.p99 == approx(0.5)
+    assert result.e2e_s.p50 == approx(0.4)
     # TPOT: (0.3-0.1)/3 twice and (0.5-0.2)/3 = 0.1 twice
     assert result.tpot_s.n == 4
     assert result.tpot_s.mean == approx((0.2 / 3 + 0.1) / 2)
@@ -177,33 +183,14 @@ def test_throughput_uses_the_last_request_to_finish() -> None:
     assert result.decode_steps_per_s == approx(2 / (0.45 - 0.1))
 
 
-def test_interval_median_ci_and_cv() -> None:
-    from inference_study.metrics import interval
-
-    values = [1.0, 1.1, 0.9, 1.05, 0.95]
-    result = interval(values)
-    assert result.value == 1.0 and result.repeats == 5
-    assert result.ci_low <= 1.0 <= result.ci_high
-    assert 0.9 <= result.ci_low and result.ci_high <= 1.1
-    # sample std of the five values is 0.0790569...; mean 1.0
-    assert result.cv == pytest.approx(0.0790569, rel=1e-5)
-    assert interval(values) == result, "the bootstrap is seeded: the same data give the same interval"
-
-
-def test_interval_of_one_repeat_has_no_spread() -> None:
-    from inference_study.metrics import interval
-
-    result = interval([2.0])
-    assert (result.value, result.ci_low, result.ci_high, result.cv, result.repeats) == (2.0, None, None, None, 1)
-
-
 def test_headline_uses_one_value_per_iteration() -> None:
-    from inference_study.metrics import headline
+    from inference_study.metrics import headline, iteration_headline
 
     fast = Generation(output_ids=[[1, 2, 3]], start=0.0, token_times=[[0.1, 0.2, 0.3]])
     slow = Generation(output_ids=[[1, 2, 3]], start=0.0, token_times=[[0.3, 0.5, 0.7]])
-    result = headline([fast, slow, fast])
+    result = headline([[iteration_headline(g) for g in (fast, slow, fast)]])
     assert result.ttft_p50_s.value == pytest.approx(0.1) and result.ttft_p50_s.repeats == 3
     assert result.tpot_p50_s.value == pytest.approx(0.1)
     # per-iteration output tok/s: 3/0.3 = 10, 3/0.7 = 4.2857, 10 → median 10
     assert result.output_tokens_per_s.value == pytest.approx(10.0)
+    assert result.output_tokens_per_s.samples == [[pytest.approx(10.0), pytest.approx(3 / 0.7), pytest.approx(10.0)]]

@@ -9,6 +9,7 @@ from typing import Any, Callable
 import pytest
 
 from helpers.factories import make_result
+from helpers.repository import REPO_ROOT
 
 from inference_study import results
 from inference_study.config import Cell
@@ -228,14 +229,64 @@ def test_stages_treat_result_error_as_expected() -> None:
     assert ResultError in EXPECTED_ERRORS
 
 
-def test_schema_1_results_are_read_as_schema_2() -> None:
+def test_schema_1_results_are_read_as_schema_3() -> None:
     """The first H100 probe was recorded with schema 1: it stays readable, nothing measured is lost."""
     path = Path(__file__).parent / "data" / "schema1_result.json"  # a real H100 cell of that probe
     raw = json.loads(path.read_text())
     assert raw["schema_version"] == 1
     result = read_result(path)
-    assert result.schema_version == 2
-    assert result.latency.model_dump() == raw["latency"] and result.throughput.model_dump() == raw["throughput"]
+    assert result.schema_version == 3
+    for metric, stats in raw["latency"].items():
+        kept = getattr(result.latency, metric).model_dump()
+        assert {k: v for k, v in kept.items() if v is not None} == {k: v for k, v in stats.items() if k in kept and
+                                                                    kept[k] is not None}
+    assert result.throughput.model_dump() == raw["throughput"]
     assert result.headline is None and "schema 1" in result.null_reasons["headline"]
+    assert result.stopping.reason == "fixed_iterations" and result.stopping.iterations == raw["iterations"]
     assert result.verdict.status == "warn"
     assert any("schema 1" in reason for reason in result.verdict.reasons)
+
+
+def test_schema_2_results_keep_their_measurements_identity_and_fixed_count() -> None:
+    """Every committed schema-2 cell reads as schema 3: same config hash as its params give today, its fixed
+    count as the stopping record, tail percentiles short of samples null with their reason, and no verdict
+    warning about sample counts (schema 3 gives none)."""
+    from inference_study.config import load_params
+    from inference_study.plan import bench_units
+
+    checked = 0
+    for inputs in sorted((REPO_ROOT / "reports").glob("*/inputs")):
+        study = load_params(inputs / "params.yaml", legacy_ok=True)
+        for unit in bench_units(study):
+            path = unit.result_path(inputs)
+            if not path.is_file() or json.loads(path.read_text())["schema_version"] != 2:
+                continue
+            raw, result = json.loads(path.read_text()), read_result(path)
+            checked += 1
+            assert result.config_hash == raw["config_hash"]
+            if study.bench.iterations is not None and raw["config_hash"] == unit.config_hash:
+                assert unit.bench.identity() == {k: v for k, v in study.bench.model_dump().items()
+                                                 if v is not None and k != "processes"}
+            assert not any(r.startswith("too few samples") for r in result.verdict.reasons)
+            if result.status != "ok":
+                continue
+            assert (result.stopping.reason, result.stopping.iterations) == ("fixed_iterations", raw["iterations"])
+            assert result.stopping.requests == raw["iterations"] * raw["cell"]["batch_size"]
+            requests = raw["latency"]["e2e_s"]["n"]
+            assert (result.latency.e2e_s.p99 is None) == (requests < 100)
+            if requests < 100:
+                assert result.null_reasons["latency.e2e_s.p99"] == f"P99 needs >= 100 samples; {requests} were timed"
+            assert result.latency.e2e_s.p50 == raw["latency"]["e2e_s"]["p50"]
+    assert checked >= 50, "the committed reports hold schema-2 cells"
+
+
+def test_schema_2_config_hashes_match_the_params_that_planned_them() -> None:
+    """Old params (a fixed `bench.iterations`) plan units whose hash is the one their results were written with."""
+    from inference_study.config import load_params
+    from inference_study.plan import bench_units
+
+    inputs = REPO_ROOT / "reports" / "cpu" / "inputs"
+    study = load_params(inputs / "params.yaml", legacy_ok=True)
+    units = [u for u in bench_units(study) if u.result_path(inputs).is_file()]
+    assert units and study.bench.iterations is not None
+    assert all(read_result(u.result_path(inputs)).config_hash == u.config_hash for u in units)

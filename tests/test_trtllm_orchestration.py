@@ -31,7 +31,9 @@ from inference_study.trtllm.version import TrtllmUnavailable, band_for, prefligh
 REPO = REPO_ROOT
 MODEL = "tiny_llama"
 SWEEP = ["sweep.backends=[hf_eager]", "sweep.batch_sizes=[1,2]", "sweep.input_lens=[8]", "sweep.output_lens=[3]",
-         f"trtllm.models=[{MODEL}]", f"trtllm.pytorch_models=[{MODEL}]", "bench.iterations=2"]
+         f"trtllm.models=[{MODEL}]", f"trtllm.pytorch_models=[{MODEL}]",
+         # exactly 2 timed iterations of the batch-2 cells the tests measure
+         "bench.stopping.min_requests=4", "bench.stopping.max_requests=4", "bench.stopping.min_seconds=0"]
 
 
 @pytest.fixture(scope="module")
@@ -161,14 +163,15 @@ def test_stand_in_run_calls_the_versions_api_with_contract_names_and_assembles_a
     sampling = log.keywords("tensorrt_llm.SamplingParams")
     assert sampling and all(s["max_tokens"] == 3 and s["ignore_eos"] is True for s in sampling)
     calls_per_batch = cell.batch_size  # one streamed request per row, for every warmup and timed iteration
-    iterations = study.bench.warmup_iterations + study.bench.iterations
+    assert result.stopping.iterations == 4 // cell.batch_size
+    iterations = study.bench.warmup_iterations + result.stopping.iterations
     assert len(log.keywords(f"{llm_class}.generate_async")) == calls_per_batch * iterations
 
     assert result.status == "ok", result.error
     assert result.backend.memory_seen_by_torch_allocator is False
     assert result.output_ids == [[FIRST_TOKEN, FIRST_TOKEN + 1, FIRST_TOKEN + 2]] * 2
     assert result.tokens.produced_min == result.tokens.produced_max == 3
-    assert result.latency.ttft_s.n == 2 * study.bench.iterations
+    assert result.latency.ttft_s.n == result.stopping.requests == 4
     assert STAND_IN_MARK in result.environment.tensorrt_llm
 
 

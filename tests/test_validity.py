@@ -5,16 +5,13 @@ from __future__ import annotations
 import pytest
 
 from inference_study.gpu import GpuUsage
-from inference_study.metrics import Headline, Interval, Latency, Stats
+from inference_study.metrics import Headline, summarize
+from inference_study.stopping import Stopping
+from inference_study.uncertainty import Interval
 from inference_study.validity import judge
 
-
-def _stats(n: int) -> Stats:
-    return Stats(n=n, mean=1.0, std=0.1, p50=1.0, p90=1.1, p95=1.2, p99=1.3)
-
-
-def _latency(n: int) -> Latency:
-    return Latency(ttft_s=_stats(n), tpot_s=_stats(n), itl_s=_stats(n * 10), e2e_s=_stats(n))
+CONVERGED = Stopping(reason="converged", iterations=20, requests=20, seconds=2.0, converged=True,
+                     target_half_width=0.02, half_widths={"tpot_p50_s": 0.01})
 
 
 def _headline(cv: float) -> Headline:
@@ -30,7 +27,7 @@ STEADY_GPU = GpuUsage(nvml_device_memory_used_peak_bytes=1 << 30, torch_allocate
 
 
 def _judge(**changes):
-    arguments = dict(status="ok", error=None, warmup_iterations=2, latency=_latency(100), headline=_headline(0.01),
+    arguments = dict(status="ok", error=None, warmup_iterations=2, headline=_headline(0.01), stopping=CONVERGED,
                      gpu=STEADY_GPU, memory_seen_by_torch_allocator=True, on_gpu=True, max_cv=0.05)
     return judge(**(arguments | changes))
 
@@ -41,7 +38,7 @@ def test_a_clean_cell_passes() -> None:
 
 
 def test_no_measurement_fails_with_the_error() -> None:
-    verdict = _judge(status="oom", error="GPU out of memory", latency=None, headline=None)
+    verdict = _judge(status="oom", error="GPU out of memory", headline=None, stopping=None)
     assert verdict.status == "fail" and "GPU out of memory" in verdict.reasons[0]
 
 
@@ -50,12 +47,27 @@ def test_no_warmup_warns() -> None:
     assert verdict.status == "warn" and "no warmup" in verdict.reasons[0]
 
 
-@pytest.mark.parametrize(("requests", "short"), [(5, ["P90", "P95", "P99"]), (20, ["P99"]), (99, ["P99"])])
-def test_too_few_samples_for_a_percentile_warns(requests: int, short: list[str]) -> None:
-    verdict = _judge(latency=_latency(requests))
+@pytest.mark.parametrize("requests", [5, 20, 99])
+def test_a_percentile_short_of_samples_is_null_and_no_warning(requests: int) -> None:
+    stats = summarize([0.01 * (1 + i % 7) for i in range(requests)])
+    missing = stats.missing_percentiles()
+    for name, needed in (("p90", 10), ("p95", 20), ("p99", 100)):
+        assert (getattr(stats, name) is None) == (requests < needed)
+        assert (name in missing) == (requests < needed)
+    assert missing, "every case here is short of P99"
+    assert f"P99 needs >= 100 samples; {requests} were timed" == missing["p99"]
+    assert _judge().status == "pass", "the verdict does not look at percentiles"
+
+
+def test_a_cell_that_hit_a_maximum_before_converging_warns_with_its_figures() -> None:
+    stopped = Stopping(reason="max_seconds", iterations=12, requests=12, seconds=30.4, converged=False,
+                       target_half_width=0.02, half_widths={"ttft_p50_s": 0.01, "tpot_p50_s": 0.034})
+    verdict = _judge(stopping=stopped)
     assert verdict.status == "warn"
-    for name in ("P90", "P95", "P99"):
-        assert (f"{name} from {requests} requests" in verdict.reasons[0]) == (name in short)
+    assert verdict.reasons == ["not converged: stopped at max_seconds after 12 iterations (12 requests, 30.4 s); "
+                               "tpot_p50_s ±3.4% > target ±2.0%"]
+    assert _judge(stopping=stopped.model_copy(update={"converged": None, "reason": "fixed_iterations"})).status == \
+        "pass", "an old fixed-count cell is not judged on convergence"
 
 
 def test_torch_allocator_alone_fails_for_an_engine_that_allocates_outside_it() -> None:
@@ -74,7 +86,8 @@ def test_torch_allocator_alone_fails_for_an_engine_that_allocates_outside_it() -
     (1500, [], "SM clock fell from 1980 to 1500 MHz (-24%)"),  # fell, with no reason NVML could name
 ])
 def test_only_a_clock_that_fell_is_a_slowdown_and_the_counters_are_its_evidence(clock_min, reasons, warning) -> None:
-    gpu = STEADY_GPU.model_copy(update={"sm_clock_min_mhz": clock_min, "slowdown_reasons": reasons})
+    gpu = STEADY_GPU.model_copy(update={"sm_clock_min_mhz": clock_min, "slowdown_reasons": reasons,
+                                        "memory_clock_min_mhz": 2619, "memory_clock_max_mhz": 2619})
     verdict = _judge(gpu=gpu)
     if warning is None:
         assert verdict.status == "pass", verdict.reasons

@@ -40,12 +40,12 @@ def _report(args: argparse.Namespace) -> int:
     from inference_study.report import build_report  # imports matplotlib and pandas
 
     params, results = (args.inputs / "params.yaml", args.inputs) if args.inputs else (args.params, args.results)
-    study = load_params(params)
+    study = load_params(params, legacy_ok=args.inputs is not None)  # committed inputs may predate bench.stopping
     units = [*bench_units(study), *scenario_units(study)]
     if not any(unit.result_path(results).is_file() for unit in units):
         raise ResultError(f"none of the {len(units)} units of {params} has a result under {results}/cells/: "
                           "run `dvc repro`, or `dvc pull --allow-missing` to fetch shared results")
-    out_dir = REPORTS_DIR / study.study.name
+    out_dir = args.inputs.parent if args.inputs else REPORTS_DIR / study.study.name
     headline = build_report(study, results, out_dir, results / ROOFLINE_NAME)
     print(f"wrote {out_dir}/report.md ({headline['cells_ok']} of {headline['cells_total']} cells measured)")
     return 0
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--params", type=Path, default=PARAMS_FILE, help="params file naming the cells")
     report.add_argument("--results", type=Path, default=RESULTS_DIR, help="directory holding cells/")
     report.add_argument("--inputs", type=Path, help="a report's inputs/ folder (e.g. reports/h100/inputs): "
-                        "rebuild that report from its committed raw results")
+                        "rebuild that report, in the folder holding them, from its committed raw results")
     report.set_defaults(handler=_report)
     cells = commands.add_parser("cells", help="each cell of params.yaml and its state: done, stale (dvc status), "
                                 "missing, oom, failed, or invalid (a result file that fails validation)")

@@ -12,14 +12,13 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, Field, ValidationError, ValidationInfo, create_model, field_validator,
-                      model_validator)
+from pydantic import AfterValidator, Field, ValidationError, create_model, field_validator, model_validator
 
 from ruamel.yaml import YAML, YAMLError
 
 from inference_study import registry
 from inference_study.comparisons import Comparisons
-from inference_study.stopping import LEGACY_CONTEXT, StoppingRule, legacy_iterations_error
+from inference_study.stopping import FIXED_COUNT_REFUSED, StoppingRule
 from inference_study.strict import NAME_PATTERN, ConfigError, PositiveInt, Strict, format_errors, unique
 
 Dtype = Literal["float32", "float16", "bfloat16"]
@@ -88,10 +87,7 @@ class BenchSettings(Strict):
                           description="repeats varying more than this warn the verdict")
 
     @model_validator(mode="after")
-    def _one_protocol(self, info: ValidationInfo) -> BenchSettings:
-        legacy = legacy_iterations_error(self.iterations, info)
-        if legacy:
-            raise ValueError(f"iterations: {legacy}")
+    def _one_protocol(self) -> BenchSettings:
         if (self.stopping is None) == (self.iterations is None):
             raise ValueError("stopping: required (min/max requests, min/max seconds, target_half_width)")
         return self
@@ -279,10 +275,21 @@ def validate_params(raw: dict[str, Any], source: str = "params.yaml", *, legacy_
 
     `legacy_ok` reads the params of old results (committed report inputs) with their fixed iteration counts.
     """
+    problems = [] if legacy_ok else [f"{key}: {FIXED_COUNT_REFUSED}" for key in _fixed_counts(raw)]
     try:
-        return StudyConfig.model_validate(upgrade_scenario_models(raw), context=LEGACY_CONTEXT if legacy_ok else None)
+        study = StudyConfig.model_validate(upgrade_scenario_models(raw))
     except ValidationError as error:
-        raise ConfigError(f"{source}: " + "; ".join(format_errors(error).splitlines())) from None
+        problems += format_errors(error).splitlines()
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(problems))
+    return study
+
+
+def _fixed_counts(raw: dict[str, Any]) -> list[str]:
+    """The keys of `raw` that set the old protocol's fixed count of timed iterations."""
+    sections = {"bench": raw.get("bench")} | {f"scenarios.{name}": s for name, s in (raw.get("scenarios") or {}).items()}
+    return [f"{where}.iterations" for where, section in sections.items()
+            if isinstance(section, dict) and section.get("iterations") is not None]
 
 
 def parse_params(text: str, source: str) -> dict[str, Any]:

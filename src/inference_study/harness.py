@@ -112,7 +112,8 @@ class _GpuWatch:
         if self.sampler and usage.power_mean_w is None:
             self._explain("NVML reports no power reading on this device", "power_mean_w")
         if self.sampler and usage.energy_j is None:
-            self._explain("NVML reports no energy counter on this device", *ENERGY_FIELDS)
+            self._explain("NVML's energy counter gave no reading over the timed region (unsupported here, or it "
+                          "did not advance)", *ENERGY_FIELDS)
         return usage
 
 
@@ -245,6 +246,9 @@ def run_cell(unit: BenchUnit, model_stage_dir: Path, environment: Environment) -
         on_gpu=device.startswith("cuda"), max_cv=bench.max_cv,
     )
     null_reasons = dict(run.gpu_reasons)
+    unread = f"cell {status}: no completed timed region to read" if not measured else "NVML gave no reading for it"
+    null_reasons.update({f"gpu.{name}": unread for name, value in gpu_usage if value is None
+                         and f"gpu.{name}" not in null_reasons})
     if cell_latency is not None:
         null_reasons.update(cell_latency.missing_percentiles())
     if not measured:

@@ -12,21 +12,13 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, model_validator
+from pydantic import Field, model_validator
 
 from inference_study.strict import PositiveInt, Record, Strict
 from inference_study.uncertainty import Interval
 
-LEGACY_CONTEXT = {"legacy_ok": True}
-
-
-def legacy_iterations_error(iterations: int | None, info: ValidationInfo) -> str | None:
-    """Why a fixed `iterations` count is refused: it is only read from old studies' params (rebuilding their
-    reports, `validate_params(..., legacy_ok=True)`); a new measurement stops on evidence (`bench.stopping`)."""
-    if iterations is not None and not (info.context or {}).get("legacy_ok"):
-        return ("a fixed count of timed iterations is the protocol of old results, read only to rebuild their "
-                "reports; remove it: timing stops on evidence, by bench.stopping")
-    return None
+FIXED_COUNT_REFUSED = ("a fixed count of timed iterations is the protocol of old results, read only to rebuild "
+                       "their reports; remove it: timing stops on evidence, by bench.stopping")
 
 
 StopReason = Literal["converged", "max_requests", "max_seconds", "fixed_iterations"]

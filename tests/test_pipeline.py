@@ -41,7 +41,7 @@ def test_repro_builds_report_then_idles_then_runs_only_new_cells(repo_copy: Path
     for name in ("report.md", "results.csv", "summary.json"):
         assert (report_dir / name).stat().st_size > 0
     assert sorted(p.name for p in (report_dir / "figures").glob("*.png")) == [
-        "latency_vs_input_tiny_llama.png", "throughput_vs_batch_tiny_llama.png",
+        "latency_vs_input_tiny_llama.png", "pareto_tiny_llama.png", "throughput_vs_batch_tiny_llama.png",
     ]
     assert "![latency_vs_input_tiny_llama](figures/latency_vs_input_tiny_llama.png)" in (report_dir / "report.md").read_text()
 

@@ -7,19 +7,19 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from helpers.repository import cells
 from helpers.factories import make_result
-from helpers.repository import REPO_ROOT, composed
+from helpers.repository import REPO_ROOT, cells, composed
 
 from inference_study.config import StudyConfig, validate_params
 from inference_study.report import build_report
 from inference_study.report import figures as report_figures
 from inference_study.report.table import setup_by_backend
-from inference_study.results import ResultError, write_result
+from inference_study.results import ResultError, read_result, write_result
 from inference_study.tables import markdown_table
+from inference_study.uncertainty import ratio
 
 SWEEP = ["sweep.backends=[hf_eager,hf_static_compiled]", "sweep.batch_sizes=[1,4]", "sweep.input_lens=[32]"]
+ITERATIONS = 8  # enough repeats for an interval: the factory's cells converge and pass
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +29,15 @@ def study() -> StudyConfig:
 
 @pytest.fixture
 def results_dir(study: StudyConfig, tmp_path: Path) -> Path:
-    """Eager at 10 ms/token, static at 5 ms/token; static at batch 4 ran out of memory; one stale extra file."""
+    """Eager at 10 ms/token, static at 5 ms/token, every cell passing; static at batch 4 ran out of memory; one
+    stale extra file."""
     root = tmp_path / "results"
     for cell in cells(study):
         if cell.backend == "hf_static_compiled" and cell.batch_size == 4:
             write_result(cell.result_path(root), make_result(cell, status="oom"))
         else:
             step = 0.01 if cell.backend == "hf_eager" else 0.005
-            write_result(cell.result_path(root), make_result(cell, step_s=step))
+            write_result(cell.result_path(root), make_result(cell, step_s=step, iterations=ITERATIONS))
     stale = cells(study)[0].model_copy(update={"batch_size": 64})
     write_result(stale.result_path(root), make_result(stale))  # a removed cell's file: never read
     return root
@@ -61,11 +62,15 @@ def test_report_reads_the_configured_cells_only(study: StudyConfig, results_dir:
 
 def test_speedup_uses_only_measured_cells(study: StudyConfig, results_dir: Path, tmp_path: Path) -> None:
     headline = _build(study, results_dir, tmp_path / "report")
-    # only batch 1 has both backends measured; 5 ms against 10 ms per token
+    # only batch 1 has both backends measured; 5 ms against 10 ms per token: the geomean of one ratio is it
     key = "tiny_llama.hf_static_compiled.speedup_over_hf_eager_geomean"
-    eager = make_result(cells(study)[0], step_s=0.01).throughput.output_tokens_per_s
-    static = make_result(cells(study)[0], step_s=0.005).throughput.output_tokens_per_s
-    assert headline[key] == pytest.approx(static / eager, rel=1e-3)
+    eager, static = (read_result(cell.result_path(results_dir)) for cell in cells(study) if cell.batch_size == 1)
+    expected = ratio(static.headline.output_tokens_per_s, eager.headline.output_tokens_per_s)
+    assert expected.value == pytest.approx(2.0, rel=1e-3)
+    assert headline[key] == pytest.approx(expected.value, rel=1e-3)
+    assert (headline[f"{key}_ci_low"], headline[f"{key}_ci_high"]) == pytest.approx(
+        (expected.ci_low, expected.ci_high), rel=1e-3)
+    assert (headline["speedup_pairs"], headline["speedup_pairs_left_out"]) == (2, 1), "batch 4 is an OOM"
 
 
 def test_report_markdown_shows_oom_and_missing(study: StudyConfig, results_dir: Path, tmp_path: Path) -> None:
@@ -81,8 +86,66 @@ def test_report_markdown_shows_oom_and_missing(study: StudyConfig, results_dir: 
     for png in sorted((out / "figures").glob("*.png")):
         assert f"(figures/{png.name})" in text
     assert {p.name for p in (out / "figures").glob("*.png")} == {
-        "latency_vs_input_tiny_llama.png", "throughput_vs_batch_tiny_llama.png", "speedup_heatmap_tiny_llama.png",
+        "latency_vs_input_tiny_llama.png", "throughput_vs_batch_tiny_llama.png", "pareto_tiny_llama.png",
+        "speedup_heatmap_tiny_llama.png", "headline_speedup_tiny_llama.png",
     }
+
+
+def test_the_csv_carries_energy_stopping_and_null_tail_percentiles(study: StudyConfig, results_dir: Path,
+                                                                    tmp_path: Path) -> None:
+    """Energy per token where the device measured it, every measured cell's stopping record, and a tail
+    percentile short of samples as NaN in the CSV and "—" in the markdown, never 0."""
+    eager_b1 = cells(study)[0]
+    result = read_result(eager_b1.result_path(results_dir))
+    energy = {"energy_j": 3.2, "joules_per_output_token": 0.025, "output_tokens_per_joule": 40.0}
+    reasons = {k: v for k, v in result.null_reasons.items() if k.removeprefix("gpu.") not in energy}
+    write_result(eager_b1.result_path(results_dir), result.model_copy(update={
+        "gpu": result.gpu.model_copy(update=energy), "null_reasons": reasons}))
+    out = tmp_path / "report"
+    _build(study, results_dir, out)
+    frame = pd.read_csv(out / "results.csv")
+    at = frame.set_index(["backend", "batch_size"])
+    assert (at.loc[("hf_eager", 1), "joules_per_output_token"], at.loc[("hf_eager", 1), "output_tokens_per_joule"]) \
+        == (0.025, 40.0)
+    assert at.loc[("hf_eager", 4), ["joules_per_output_token", "output_tokens_per_joule"]].isna().all()
+    ok = frame[frame["status"] == "ok"]
+    assert set(ok["stop_reason"]) == {"converged"} and ok["converged"].all()
+    assert (ok["iterations"] == ITERATIONS).all()
+    assert frame[frame["status"] == "oom"][["stop_reason", "iterations"]].isna().all(axis=None)
+    null_and_not = set()
+    for _, row in ok.iterrows():
+        cell = next(c for c in cells(study) if (c.backend, c.batch_size) == (row["backend"], row["batch_size"]))
+        latency = read_result(cell.result_path(results_dir)).latency
+        for metric in ("e2e", "itl"):
+            stats = getattr(latency, f"{metric}_s")
+            assert row[f"{metric}_p50_ms"] == pytest.approx(stats.p50 * 1000, rel=1e-5)
+            assert pd.isna(row[f"{metric}_p99_ms"]) == (stats.n < 100)
+            null_and_not.add(stats.n < 100)
+    assert null_and_not == {True, False}, "the fixture has tails both short of samples and not"
+    results = (out / "report.md").read_text().split("## Results\n", 1)[1].strip().split("\n\n")[0].splitlines()
+    columns = [c.strip() for c in results[0].split("|")]
+    eager_row = [c.strip() for c in results[2].split("|")]
+    assert (eager_row[columns.index("backend")], eager_row[columns.index("e2e_p99_ms")]) == ("hf_eager", "—")
+
+
+def test_null_reasons_are_grouped_by_field_with_cell_counts(study: StudyConfig, results_dir: Path,
+                                                             tmp_path: Path) -> None:
+    """Per-cell sample counts make every tail-percentile reason distinct; the list still says each kind of gap
+    once, with its range of counts and how many cells have it."""
+    out = tmp_path / "report"
+    _build(study, results_dir, out)
+    section = (out / "report.md").read_text().split("were not measured, for these reasons:", 1)[1].split("\n## ")[0]
+    lines = [line for line in section.splitlines() if line.startswith("- ")]
+    results = [read_result(cell.result_path(results_dir)) for cell in cells(study)]
+    ok = [result for result in results if result.status == "ok"]
+    timed = sorted({result.latency.e2e_s.n for result in ok})
+    assert len(timed) > 1, "the cells timed different numbers of requests"
+    (p99,) = [line for line in lines if "`latency.e2e_s.p99`" in line]
+    assert f"P99 needs >= 100 samples; {timed[0]}–{timed[-1]} were timed ({len(ok)} cells)" in p99
+    assert "`latency.ttft_s.p99`" in p99, "fields whose reasons read alike share a line"
+    (gpu,) = [line for line in lines if "`gpu.power_mean_w`" in line]
+    assert f"device is cpu: no GPU to measure ({len(results)} cells)" in gpu and "`gpu.energy_j`" in gpu
+    assert len(lines) < len({field for result in results for field in result.null_reasons})
 
 
 def test_report_is_deterministic(study: StudyConfig, results_dir: Path, tmp_path: Path) -> None:
@@ -122,7 +185,8 @@ def test_a_failed_verdict_never_feeds_a_speedup(study: StudyConfig, results_dir:
     headline = _build(study, results_dir, out)
     assert "tiny_llama.hf_static_compiled.speedup_over_hf_eager_geomean" not in headline
     text = (out / "report.md").read_text()
-    assert "memory blind" in text and "Verdicts: 2 fail, 2 warn" in text  # the OOM cell fails too
+    assert "memory blind" in text and "Verdicts: 2 fail, 2 pass" in text  # the OOM cell fails too
+    assert "`hf_static_compiled` cell fails (memory blind)" in text
 
 
 def test_cells_from_another_environment_give_no_speedup(study: StudyConfig, results_dir: Path, tmp_path: Path) -> None:
@@ -130,13 +194,15 @@ def test_cells_from_another_environment_give_no_speedup(study: StudyConfig, resu
 
     static_b1 = next(c for c in cells(study) if c.backend == "hf_static_compiled" and c.batch_size == 1)
     elsewhere = collect_environment().model_copy(update={"torch": "0.0.0-another-build"})
-    write_result(static_b1.result_path(results_dir), make_result(static_b1, step_s=0.005, environment=elsewhere))
+    write_result(static_b1.result_path(results_dir), make_result(static_b1, step_s=0.005, environment=elsewhere,
+                                                                 iterations=ITERATIONS))
     out = tmp_path / "report"
     headline = _build(study, results_dir, out)
     assert "tiny_llama.hf_static_compiled.speedup_over_hf_eager_geomean" not in headline
     text = (out / "report.md").read_text()
     assert "ran in another environment than their `hf_eager` cell" in text
     assert elsewhere.fingerprint in text and "cells were measured in 2 different environments" in text
+    assert "1 pairs with `hf_eager` span two of them and give no speedup" in text
 
 
 def test_targets_are_judged_against_measured_cells(study: StudyConfig, results_dir: Path, tmp_path: Path) -> None:
@@ -175,16 +241,14 @@ def test_setup_share_is_summed_per_model_and_backend(study: StudyConfig, results
     assert totals["setup_share_pct"].tolist() == pytest.approx([100 * 0.21 / 0.44] * 2)
 
 
-def test_a_backend_keeps_its_colour_in_every_panel(monkeypatch, tmp_path: Path) -> None:
+def test_a_backend_keeps_its_colour_in_every_panel() -> None:
     """The input-512 panel has a backend the others lack; the shared backends must not change colour."""
     rows = [(backend, length, batch) for length in (128, 512) for batch in (1, 8)
             for backend in (["hf_compiled_loop"] if length == 512 else []) + ["hf_eager", "hf_paged"]]
     frame = pd.DataFrame(rows, columns=["backend", "input_len", "batch_size"]).assign(
-        model="m", output_tokens_per_s=1.0)
-    figures = []
-    monkeypatch.setattr(report_figures, "_save", lambda fig, path: figures.append(fig))
-    assert report_figures.plot_against_batch(frame, "m", "output_tokens_per_s", "tok/s", tmp_path / "plot.png")
-    panels = [{line.get_label(): line.get_color() for line in ax.get_lines()} for ax in figures[0].axes]
+        model="m", output_len=16, output_tokens_per_s_median=1.0)
+    figure = report_figures.throughput_figure(frame, "m", ["hf_eager", "hf_compiled_loop", "hf_paged"])
+    panels = [{bars.get_label(): bars.lines[0].get_color() for bars in ax.containers} for ax in figure.axes]
     assert set(panels[1]) == {"hf_compiled_loop", "hf_eager", "hf_paged"}
     assert {backend: panels[1][backend] for backend in panels[0]} == panels[0]
 
@@ -208,8 +272,9 @@ def test_speedups_are_over_the_declared_baseline_or_say_why_not(study: StudyConf
     text = (out / "report.md").read_text()
     speedup_keys = [key for key in headline if "speedup_over" in key]
     if baseline == "hf_static_compiled":  # eager at 10 ms/token over static at 5 ms/token
-        assert speedup_keys == ["tiny_llama.hf_eager.speedup_over_hf_static_compiled_geomean"]
-        assert headline[speedup_keys[0]] == pytest.approx(0.5, rel=1e-2)
+        key = "tiny_llama.hf_eager.speedup_over_hf_static_compiled_geomean"
+        assert speedup_keys == [key, f"{key}_ci_low", f"{key}_ci_high"]
+        assert headline[key] == pytest.approx(0.5, rel=1e-2)
         assert "## Speedup over `hf_static_compiled`" in text and "against `hf_static_compiled` on the same" in text
     elif baseline is None:
         assert speedup_keys == [] and "greedy_match_pct" not in pd.read_csv(out / "results.csv")
@@ -230,7 +295,8 @@ def test_one_markdown_table_helper_shows_missing_values_one_way() -> None:
 
 
 ALLOWED = {"inference_study", "inference_study.comparisons", "inference_study.config", "inference_study.equivalence",
-           "inference_study.plan", "inference_study.results", "inference_study.roofline", "inference_study.tables"}
+           "inference_study.plan", "inference_study.results", "inference_study.roofline", "inference_study.tables",
+           "inference_study.uncertainty"}
 
 
 def test_the_report_package_imports_no_backend_and_no_scenario() -> None:

@@ -53,7 +53,7 @@ def test_round_trip(result_file: Path, ok_result: CellResult) -> None:
     loaded = read_result(result_file)
     assert loaded == ok_result
     assert loaded.latency is not None and loaded.latency.itl_s.n == 2 * 2 * 3
-    assert json.loads(result_file.read_text())["schema_version"] == SCHEMA_VERSION == 2
+    assert json.loads(result_file.read_text())["schema_version"] == SCHEMA_VERSION == 3
 
 
 def test_write_creates_parents_and_leaves_no_temp_files(result_file: Path) -> None:

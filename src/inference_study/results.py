@@ -18,13 +18,13 @@ from pydantic import Field, SerializeAsAny, ValidationError, field_validator, mo
 from inference_study import registry
 from inference_study.config import Cell
 from inference_study.environment import Environment
-from inference_study.gpu import GpuUsage
+from inference_study.gpu import GpuUsage, slowdown_warning
 from inference_study.metrics import MIN_SAMPLES, Headline, Latency, Throughput
 from inference_study.scenario import ScenarioRecord
 from inference_study.stopping import Stopping
 from inference_study.strict import Record
 from inference_study.uncertainty import Interval
-from inference_study.validity import Verdict, judge
+from inference_study.validity import NO_WARMUP, Verdict, judge
 
 SCHEMA_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
@@ -314,6 +314,7 @@ SCHEMA_2_GPU_FIELDS = ("memory_clock_min_mhz", "memory_clock_max_mhz", "energy_j
                        "output_tokens_per_joule")
 # Schema 2 warned on tail percentiles short of samples; schema 3 leaves them null instead (metrics.py).
 SCHEMA_2_SAMPLE_WARNING = "too few samples:"
+SCHEMA_2_SLOWDOWN_WARNING = "GPU slowed down"
 
 
 def _null_short_percentiles(stats: dict[str, Any], where: str, reasons: dict[str, str]) -> dict[str, Any]:
@@ -343,7 +344,21 @@ def upgrade_v2(raw: dict[str, Any]) -> dict[str, Any]:
     else:
         reasons.setdefault("stopping", f"cell {raw['status']}")
     upgraded["null_reasons"] = reasons
-    kept = [reason for reason in raw["verdict"]["reasons"] if not reason.startswith(SCHEMA_2_SAMPLE_WARNING)]
-    status = raw["verdict"]["status"]
-    upgraded["verdict"] = {"status": "pass" if status == "warn" and not kept else status, "reasons": kept}
+    upgraded["verdict"] = _rejudged_v2(raw)
     return upgraded
+
+
+def _rejudged_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    """A schema-2 verdict under schema 3's rules, from what the result holds: the sample-count warning goes;
+    the slowdown warning is judged again from the recorded clocks (the oldest cells warned on a violation
+    counter alone, which schema 3 does not); every other reason (CV over its preset's limit, no warmup,
+    failures) stays as judged then."""
+    status = raw["verdict"]["status"]
+    if status == "fail":
+        return {**raw["verdict"], "comparable": False}
+    kept = [reason for reason in raw["verdict"]["reasons"]
+            if not reason.startswith((SCHEMA_2_SAMPLE_WARNING, SCHEMA_2_SLOWDOWN_WARNING))]
+    slowed = slowdown_warning(GpuUsage.model_validate(raw["gpu"]))
+    reasons = ([slowed] if slowed else []) + kept
+    biased = bool(slowed) or NO_WARMUP in reasons
+    return {"status": "warn" if reasons else "pass", "reasons": reasons, "comparable": not biased}

@@ -1,7 +1,10 @@
 """The pairs a preset declares (`study.comparisons.pairs`), rendered from the measured cells.
 
-Every name, explanation and outside number comes from the declaration; this module only joins the cells
-of two backends at the same model and shape, divides, and says what is missing.
+Every name, explanation and outside number comes from the declaration; this module only pairs the cells
+of two backends at the same model and shape, divides, and says what is missing. A ratio follows the
+speedups' rule (table.left_out_reason): both cells comparable (no failure or bias) in one environment, its 95%
+interval is bootstrapped from both cells' repeats, and one whose interval spans 1 reads as no measurable
+difference, never as a number.
 """
 
 from __future__ import annotations
@@ -9,10 +12,13 @@ from __future__ import annotations
 import pandas as pd
 
 from inference_study.comparisons import Expected, Pair
-from inference_study.config import StudyConfig
+from inference_study.config import Cell, StudyConfig
 from inference_study.plan import bench_units
-from inference_study.report.table import SHAPE, measured
-from inference_study.tables import markdown_table
+from inference_study.report.sections import left_out_lines
+from inference_study.report.table import MS, SHAPE, Loaded, left_out_reason, measured, ratio_text
+from inference_study.results import CellResult
+from inference_study.tables import MISSING, markdown_table, readable
+from inference_study.uncertainty import Ratio, ratio
 
 LABELS = {  # metric: (name in prose and headings, column of a candidate ÷ other ratio)
     "output_tokens_per_s": ("output tokens/s", "tok/s ×"),
@@ -22,8 +28,10 @@ LABELS = {  # metric: (name in prose and headings, column of a candidate ÷ othe
 }
 LARGER_IS_BETTER = {"output_tokens_per_s"}
 THROUGHPUT = "output_tokens_per_s"
-OVERLAP = "neither (intervals overlap)"
+HEADLINE_FIELD = {  # report metric: the headline Interval it is the median of (E2E P50 has none)
+    "output_tokens_per_s": "output_tokens_per_s", "ttft_p50_ms": "ttft_p50_s", "tpot_p50_ms": "tpot_p50_s"}
 KEYS = ["model", *SHAPE]
+Paired = list[tuple[Cell, CellResult, CellResult]]
 
 
 def _names(backends: list[str]) -> str:
@@ -34,8 +42,8 @@ def _shape(at: dict[str, int]) -> str:
     return f"batch {at['batch_size']}, input {at['input_len']}, output {at['output_len']}"
 
 
-def _side(ratio: float) -> str:
-    return "below 1" if ratio < 1 else ("above 1" if ratio > 1 else "at 1")
+def _side(value: float) -> str:
+    return "below 1" if value < 1 else ("above 1" if value > 1 else "at 1")
 
 
 def _absent_line(absent: list[str], whole: bool) -> str:
@@ -61,124 +69,162 @@ def _unmeasured_lines(frame: pd.DataFrame, backends: list[str], models: list[str
     return lines + ([""] if lines else [])
 
 
-def _joined(frame: pd.DataFrame, candidate: str, other: str) -> pd.DataFrame:
-    """The measured cells of both backends at the same model and shape, side by side (suffixes _a, _b)."""
-    ok = measured(frame)
-    mine = ok[ok["backend"] == candidate].set_index(KEYS)
-    theirs = ok[ok["backend"] == other].set_index(KEYS)
-    return mine.merge(theirs, left_index=True, right_index=True, suffixes=("_a", "_b"))
+def _point(result: CellResult, metric: str) -> float:
+    """A cell's `metric` in its result's units: a headline metric's median of repeats, E2E's P50 over requests."""
+    field = HEADLINE_FIELD.get(metric)
+    return result.latency.e2e_s.p50 if field is None else getattr(result.headline, field).value
 
 
-def _higher_throughput(row: pd.Series, candidate: str, other: str) -> str:
-    """Which side has the higher output tokens/s: by non-overlapping 95% intervals when both have one."""
-    bounds = [row.get(f"{THROUGHPUT}_{end}_{side}") for side in ("a", "b") for end in ("ci_low", "ci_high")]
-    if any(value is None or pd.isna(value) for value in bounds):
-        return candidate if row[f"{THROUGHPUT}_a"] > row[f"{THROUGHPUT}_b"] else other
-    low_a, high_a, low_b, high_b = bounds
-    if low_a > high_b:
-        return candidate
-    if low_b > high_a:
-        return other
-    return OVERLAP
+def metric_ratio(numerator: CellResult, denominator: CellResult, metric: str) -> Ratio:
+    """`numerator` ÷ `denominator` for a comparison metric: a headline metric's ratio of medians with its
+    bootstrap interval; E2E P50 (pooled over every request, with no per-repeat values) without one."""
+    field = HEADLINE_FIELD.get(metric)
+    if field is None:
+        return Ratio(value=_point(numerator, metric) / _point(denominator, metric), ci_low=None, ci_high=None,
+                     method="none")
+    return ratio(getattr(numerator.headline, field), getattr(denominator.headline, field))
 
 
-def ratios(frame: pd.DataFrame, pair: Pair, other: str) -> pd.DataFrame:
-    """`pair.candidate` ÷ `other` per model and shape for each metric, with the side of higher tokens/s."""
-    joined = _joined(frame, pair.candidate, other)
-    table = pd.DataFrame(index=joined.index)
-    for metric in pair.metrics:
-        table[LABELS[metric][1]] = joined[f"{metric}_a"] / joined[f"{metric}_b"]
-    if THROUGHPUT in pair.metrics and not table.empty:
-        table["higher tok/s"] = joined.apply(_higher_throughput, axis=1, args=(pair.candidate, other))
-    return table.reset_index()
+def _measured_pairs(loaded: Loaded, candidate: str, other: str) -> Paired:
+    """Each shape where both backends have a measurement (status ok), with both results, in config order."""
+    results = dict(loaded)
+    pairs = []
+    for cell, mine in loaded:
+        theirs = results.get(cell.model_copy(update={"backend": other}))
+        if cell.backend == candidate and mine is not None and theirs is not None \
+                and mine.status == theirs.status == "ok":
+            pairs.append((cell, mine, theirs))
+    return pairs
 
 
-def _expected_lines(frame: pd.DataFrame, candidate: str, other: str, expected: Expected) -> list[str]:
+def ratios(loaded: Loaded, pair: Pair, other: str) -> pd.DataFrame:
+    """`pair.candidate` ÷ `other` per model and shape for each metric as shown (ratio_text), the candidate's
+    throughput read as faster / slower / not distinguishable, and why a shape is left out."""
+    rows = []
+    for cell, mine, theirs in _measured_pairs(loaded, pair.candidate, other):
+        why = left_out_reason([(pair.candidate, mine), (other, theirs)])
+        row: dict[str, object] = {key: getattr(cell, key) for key in KEYS}
+        for metric in pair.metrics:
+            row[LABELS[metric][1]] = MISSING if why else ratio_text(metric_ratio(mine, theirs, metric))
+        if THROUGHPUT in pair.metrics:
+            row["throughput"] = MISSING if why else metric_ratio(mine, theirs, THROUGHPUT).wording()
+        rows.append(row | {"left_out": why})
+    return pd.DataFrame(rows)
+
+
+def _expected_verdict(value: Ratio, expected: float) -> str:
+    """This run's ratio against the expected one: on the same side of 1, or not; or not distinguishable from 1."""
+    side = "not distinguishable from 1" if value.ci_low is not None and not value.distinguishable else _side(value.value)
+    agrees = side == _side(expected) or (side.startswith("not") and expected == 1)
+    return f"{side}, {'as expected' if agrees else f'where {_side(expected)} was expected'}"
+
+
+def _expected_lines(loaded: Loaded, candidate: str, other: str, expected: Expected) -> list[str]:
     """This run's ratio at the expected shape on each model, beside the expected one."""
     at = expected.at.model_dump()
-    joined = _joined(frame, candidate, other).reset_index()
-    there = joined[(joined[SHAPE] == pd.Series(at)).all(axis=1)]
+    there = [(cell, mine, theirs) for cell, mine, theirs in _measured_pairs(loaded, candidate, other)
+             if {key: getattr(cell, key) for key in SHAPE} == at]
     label = LABELS[expected.metric][0]
-    if there.empty:
-        return [f"{_shape(at).capitalize()} has no measured `{candidate}` / `{other}` pair in this run, so the "
-                f"expected {expected.ratio:g}× is not checked here.", ""]
+    if not there:
+        return [(f"{_shape(at).capitalize()} has no measured `{candidate}` / `{other}` pair in this run, so the "
+                f"expected {expected.ratio:g}× is not checked here."), ""]
     lines = []
-    for _, row in there.iterrows():
-        ratio = float(row[f"{expected.metric}_a"] / row[f"{expected.metric}_b"])
-        same = _side(ratio) == _side(expected.ratio)
-        outcome = "as expected" if same else f"where {_side(expected.ratio)} was expected"
-        lines.append(f"At {_shape(at)} on `{row['model']}`, `{candidate}` ÷ `{other}` {label} is {ratio:.2f}× "
-                     f"(expected {expected.ratio:g}×): {_side(ratio)}, {outcome}.")
+    for cell, mine, theirs in there:
+        where = f"At {_shape(at)} on `{cell.model}`, `{candidate}` ÷ `{other}` {label}"
+        why = left_out_reason([(candidate, mine), (other, theirs)])
+        if why:
+            lines.append(f"{where} is left out ({why}), so the expected {expected.ratio:g}× is not checked.")
+            continue
+        value = metric_ratio(mine, theirs, expected.metric)
+        lines.append(f"{where} is {ratio_text(value)} (expected {expected.ratio:g}×): "
+                     f"{_expected_verdict(value, expected.ratio)}.")
     return lines + [""]
 
 
-def _ratios_view(frame: pd.DataFrame, pair: Pair, against: list[str]) -> list[str]:
-    lines = [f"Ratios are `{pair.candidate}` ÷ {'each of ' if len(against) > 1 else ''}{_names(against)} at the "
-             f"same model and shape, measured cells only: above 1, `{pair.candidate}` has more tokens/s or a longer "
-             "latency."]
+def _wording_line(table: pd.DataFrame, candidate: str, other: str) -> str:
+    counted = table["throughput"].value_counts()
+    faster, slower, similar = (int(counted.get(word, 0)) for word in ("faster", "slower", "not distinguishable"))
+    compared = int(table["left_out"].isna().sum())
+    line = (f"`{candidate}` has more output tokens/s than `{other}` in {faster} of the {compared} shapes compared, "
+            f"fewer in {slower}; in {similar} the difference is not distinguishable")
+    return line + (f", and {len(table) - compared} are left out." if compared < len(table) else ".")
+
+
+def _ratios_view(loaded: Loaded, pair: Pair, against: list[str]) -> list[str]:
+    lines = [(f"Ratios are `{pair.candidate}` ÷ {'each of ' if len(against) > 1 else ''}{_names(against)} at the "
+             "same model and shape, medians with the 95% interval bootstrapped from both cells' repeats (E2E P50 has "
+             f"none): above 1, `{pair.candidate}` has more tokens/s or a longer latency; ≈1: the interval spans 1, no "
+             "measurable difference. Only pairs of cells that both pass their validity checks, in one environment, "
+             f"are compared; {MISSING}: left out.")]
     if THROUGHPUT in pair.metrics:
-        lines[-1] += (" `higher tok/s` names the side whose 95% interval of output tokens/s lies above the other's "
-                      "(the larger median where a cell has no interval).")
+        lines[-1] += (f" `throughput` reads the tok/s ratio: `{pair.candidate}` faster, slower, or not "
+                      "distinguishable.")
     lines.append("")
     for other in against:
-        table = ratios(frame, pair, other)
+        table = ratios(loaded, pair, other)
         if table.empty:
             continue
         lines += [f"### `{pair.candidate}` ÷ `{other}`", ""]
         if THROUGHPUT in pair.metrics:
-            wins, losses = ((table["higher tok/s"] == side).sum() for side in (pair.candidate, other))
-            overlap = len(table) - wins - losses
-            lines += [f"`{pair.candidate}` has the higher output tokens/s in {wins} of {len(table)} shapes, "
-                      f"`{other}` in {losses}" + (f"; in {overlap} their intervals overlap." if overlap else "."), ""]
-        lines += [markdown_table(table, floatfmt=".3g"), ""]
+            lines += [_wording_line(table, pair.candidate, other), ""]
+        lines += [markdown_table(table.drop(columns="left_out"), disable_numparse=True), ""]
+        lines += left_out_lines(table, "ratios")
         if pair.expected is not None:
-            lines += _expected_lines(frame, pair.candidate, other, pair.expected)
+            lines += _expected_lines(loaded, pair.candidate, other, pair.expected)
     return lines
 
 
-def best_of(frame: pd.DataFrame, candidate: str, against: list[str], metric: str,
+def best_of(loaded: Loaded, model: str, candidate: str, against: list[str], metric: str,
             baseline: str | None) -> pd.DataFrame:
-    """`candidate`'s `metric` beside each of `against` per shape, with its speedup over the baseline and over
-    the best of `against` at that shape (above 1: more tokens/s, or a shorter latency)."""
-    ok = measured(frame)
-    others = ok[ok["backend"].isin(against)]
-    if others.empty:
-        others_wide = pd.DataFrame(index=pd.MultiIndex.from_tuples([], names=SHAPE))
-    else:
-        others_wide = others.pivot_table(index=SHAPE, columns="backend", values=metric)
-    others_wide = others_wide[[name for name in against if name in others_wide]]
-    mine = ok[ok["backend"] == candidate].set_index(SHAPE)[metric].rename(candidate)
-    table = others_wide.join(mine, how="right")
+    """`candidate`'s median `metric` beside each of `against` per shape of `model`, passing cells only, with its
+    ratio over the baseline and over the best of `against` at that shape (above 1: more tokens/s, or a shorter
+    latency; the faster cell is the numerator)."""
+    results = dict(loaded)
     larger = metric in LARGER_IS_BETTER
-    if not others_wide.empty:
-        best = others_wide.idxmax(axis=1) if larger else others_wide.idxmin(axis=1)
-        best_value = others_wide.max(axis=1) if larger else others_wide.min(axis=1)
-        table["best of against"] = best.reindex(table.index)
-        speedup = (lambda value: mine / value) if larger else (lambda value: value / mine)
-        if baseline in others_wide:
-            table[f"× {baseline}"] = speedup(others_wide[baseline]).reindex(table.index)
-        table["× best of against"] = speedup(best_value).reindex(table.index)
-    return table.reset_index()
+    rows = []
+    for cell, mine in loaded:
+        if cell.model != model or cell.backend != candidate or left_out_reason([(candidate, mine)]):
+            continue
+        others = {name: theirs for name in against
+                  if (theirs := results.get(cell.model_copy(update={"backend": name}))) is not None
+                  and not left_out_reason([(candidate, mine), (name, theirs)])}
+        values = {name: _point(result, metric) * (1.0 if larger else MS)
+                  for name, result in {**others, candidate: mine}.items()}
+        row: dict[str, object] = {key: getattr(cell, key) for key in SHAPE}
+        row |= {name: readable(values[name]) if name in values else MISSING for name in [*against, candidate]}
+        if others:
+            faster_over = {name: ratio_text(metric_ratio(mine, theirs, metric) if larger
+                                            else metric_ratio(theirs, mine, metric)) for name, theirs in others.items()}
+            best = (max if larger else min)(others, key=values.__getitem__)
+            row["best of against"] = best
+            if baseline in against:
+                row[f"× {baseline}"] = faster_over.get(baseline, MISSING)
+            row["× best of against"] = faster_over[best]
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
-def _best_of_view(frame: pd.DataFrame, pair: Pair, against: list[str], baseline: str | None) -> list[str]:
+def _best_of_view(loaded: Loaded, pair: Pair, against: list[str], baseline: str | None) -> list[str]:
     lines = []
-    ok = measured(frame)
-    for model in sorted(ok[ok["backend"] == pair.candidate]["model"].unique()):
+    models = sorted({cell.model for cell, result in loaded if cell.backend == pair.candidate
+                     and not left_out_reason([(pair.candidate, result)])})
+    for model in models:
         for metric in pair.metrics:
-            table = best_of(frame[frame["model"] == model], pair.candidate, against, metric, baseline)
-            lines += [f"### {model}, {LABELS[metric][0]}", "", markdown_table(table, readable_numbers=True), ""]
+            table = best_of(loaded, model, pair.candidate, against, metric, baseline)
+            lines += [f"### {model}, {LABELS[metric][0]}", "", markdown_table(table, disable_numparse=True), ""]
     if lines:
-        lines += ["— : that backend has no usable measurement at that shape (missing, out of memory, failed, or a "
-                  "`fail` verdict; see Validity). Speedups divide measured values of the same shape only; above 1 "
-                  f"`{pair.candidate}` is faster (more tokens/s, or a shorter latency).", ""]
+        lines += [(f"{MISSING} : that backend has no passing measurement at that shape (missing, out of memory, "
+                  "failed, a verdict that warns or fails, or another environment; see Validity). Values are medians; "
+                  f"ratios divide passing cells of the same shape, with their 95% interval: above 1 `{pair.candidate}`"
+                  " is faster (more tokens/s, or a shorter latency), ≈1: no measurable difference."), ""]
     if pair.expected is not None:
         for other in against:
-            lines += _expected_lines(frame, pair.candidate, other, pair.expected)
+            lines += _expected_lines(loaded, pair.candidate, other, pair.expected)
     return lines
 
 
-def pair_section(study: StudyConfig, frame: pd.DataFrame, pair: Pair, baseline: str | None) -> list[str]:
+def pair_section(study: StudyConfig, frame: pd.DataFrame, loaded: Loaded, pair: Pair,
+                 baseline: str | None) -> list[str]:
     """One declared pair: the preset's note, then its tables, or which of its backends this study lacks."""
     lines = [f"## {pair.title}", ""] + ([pair.note.strip(), ""] if pair.note.strip() else [])
     configured = {unit.cell.backend for unit in bench_units(study)}
@@ -190,17 +236,18 @@ def pair_section(study: StudyConfig, frame: pd.DataFrame, pair: Pair, baseline: 
         return lines
     if pair.expected is not None:
         expected = pair.expected
-        lines += [f"Expected from {expected.source}: {expected.ratio:g}× {LABELS[expected.metric][0]} at "
+        lines += [(f"Expected from {expected.source}: {expected.ratio:g}× {LABELS[expected.metric][0]} at "
                   f"{_shape(expected.at.model_dump())}, checked below against `{pair.candidate}` ÷ "
-                  f"{'each of ' if len(against) > 1 else ''}{_names(against)}.", ""]
+                  f"{'each of ' if len(against) > 1 else ''}{_names(against)}."), ""]
     models = sorted(frame[frame["backend"] == pair.candidate]["model"].unique())
     lines += _unmeasured_lines(frame, [pair.candidate, *against], models)
     if pair.view == "ratios":
-        return lines + _ratios_view(frame, pair, against)
-    return lines + _best_of_view(frame, pair, against, baseline)
+        return lines + _ratios_view(loaded, pair, against)
+    return lines + _best_of_view(loaded, pair, against, baseline)
 
 
-def comparison_sections(study: StudyConfig, frame: pd.DataFrame) -> list[str]:
+def comparison_sections(study: StudyConfig, frame: pd.DataFrame, loaded: Loaded) -> list[str]:
     """Every declared pair, in the preset's order; nothing when it declares none."""
     comparisons = study.study.comparisons
-    return [line for pair in comparisons.pairs for line in pair_section(study, frame, pair, comparisons.baseline)]
+    return [line for pair in comparisons.pairs
+            for line in pair_section(study, frame, loaded, pair, comparisons.baseline)]

@@ -51,5 +51,5 @@ def targets_section(study: StudyConfig, frame: pd.DataFrame) -> list[str]:
         rows.append(("setup share of cell wall time", f"≤ {section.setup_share_at_most_pct:g}%",
                      "—" if share is None else f"{share:.3g}%", met))
     table = markdown_table(pd.DataFrame(rows, columns=["target", "bar", "measured", "outcome"]))
-    return ["## Performance targets", "", "Bars set by the study preset (`study.targets`), checked against "
-            "the measured cells; a cell that is missing, failed or not in the sweep is not judged.", "", table, ""]
+    return ["## Performance targets", "", ("Bars set by the study preset (`study.targets`), checked against "
+            "the measured cells; a cell that is missing, failed or not in the sweep is not judged."), "", table, ""]

@@ -155,7 +155,7 @@ def test_a_result_read_outside_dvc_is_checked_against_the_params_that_read_it(tm
     from inference_study.cell_status import cell_statuses
     from inference_study.config import load_params
 
-    inputs = REPO_ROOT / "reports" / "cpu" / "inputs"
+    inputs = REPO_ROOT / "reports" / "measured" / "cpu" / "inputs"
     study = load_params(inputs / "params.yaml", legacy_ok=True)
     shutil.copytree(inputs / "cells", tmp_path / "cells")
     first, second = (status.cell for status in cell_statuses(study, tmp_path, {})[:2])

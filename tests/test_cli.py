@@ -83,10 +83,10 @@ def test_compose_writes_overrides_and_check_catches_the_drift(repo_copy: Path) -
 
 
 def test_report_rebuilds_a_committed_report_from_its_inputs(repo_copy: Path) -> None:
-    report = repo_copy / "reports" / "cpu" / "report.md"
+    report = repo_copy / "reports" / "measured" / "cpu" / "report.md"
     committed = report.read_bytes()
     report.unlink()
-    done = cli("report", "--inputs", "reports/cpu/inputs", cwd=repo_copy)  # rebuilt where its inputs are
+    done = cli("report", "--inputs", "reports/measured/cpu/inputs", cwd=repo_copy)  # rebuilt where its inputs are
     assert done.returncode == 0, done.stderr
     assert report.read_bytes() == committed
 

@@ -13,7 +13,7 @@ from inference_study.config import load_params, validate_params
 from inference_study.report import build_report
 from inference_study.report.inputs import INPUTS, ROOFLINE_NAME
 
-REPORTS = Path(__file__).parents[1] / "reports"
+REPORTS = Path(__file__).parents[1] / "reports" / "measured"
 COMMITTED = sorted(path.parent.parent for path in REPORTS.glob(f"*/{INPUTS}/params.yaml"))
 
 

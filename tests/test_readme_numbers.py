@@ -30,7 +30,7 @@ def test_readme_best_rung_at_batch_1_is_the_reports(phrase: str) -> None:
     found = re.search(rf"{re.escape(phrase.rsplit(' ', 1)[0])} ([\d,.]+) tok/s \(([\d.]+)% MBU\)", readme)
     assert found and found.group(1) == phrase.rsplit(" ", 1)[1], phrase
     report, model = QUOTED[phrase]
-    table = pd.read_csv(REPO_ROOT / "reports" / report / "results.csv")
+    table = pd.read_csv(REPO_ROOT / "reports" / "measured" / report / "results.csv")
     row = table[(table["model"] == model) & (table["backend"] == "hf_compiled_loop") & (table["batch_size"] == 1)
                 & (table["input_len"] == 512)].iloc[0]
     assert _shown(row["output_tokens_per_s"], found.group(1)) and _shown(row["mbu_pct"], found.group(2))

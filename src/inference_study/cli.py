@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="rebuild reports/<study>/ from existing results, no GPU needed")
     report.add_argument("--params", type=Path, default=PARAMS_FILE, help="params file naming the cells")
     report.add_argument("--results", type=Path, default=RESULTS_DIR, help="directory holding cells/")
-    report.add_argument("--inputs", type=Path, help="a report's inputs/ folder (e.g. reports/h100/inputs): "
+    report.add_argument("--inputs", type=Path, help="a report's inputs/ folder (e.g. reports/measured/h100/inputs): "
                         "rebuild that report, in the folder holding them, from its committed raw results")
     report.set_defaults(handler=_report)
     cells = commands.add_parser("cells", help="each cell of params.yaml and its state: done, stale (dvc status), "

@@ -40,8 +40,10 @@ class GpuUsage(Record):
     samples: int = 0
 
 
-# A clock that fell by more than this share during the timing slowed the measurement.
-CLOCK_FALL_LIMIT = 0.05
+# A clock that fell by more than this share during the timing slowed the measurement. Under the software
+# power cap an H200 dips its SM clock by up to 8% in a steady batch-32 decode (1980 to 1815-1860 MHz) while
+# the repeats stay within a 0.1% CV (docs/nvml.md): that is how the GPU runs the load, not a slowed number.
+CLOCK_FALL_LIMIT = 0.10
 
 
 def slowdown_warning(gpu: GpuUsage) -> str | None:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, create_model, field_validator, model_validator
-
 from ruamel.yaml import YAML, YAMLError
 
 from inference_study import registry

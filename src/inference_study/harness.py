@@ -11,16 +11,23 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from inference_study import registry
 from inference_study.backend import Backend, Generation
 from inference_study.config import ModelSpec
 from inference_study.environment import Environment
-from inference_study.gpu import GpuUsage, NvmlSampler, combined, nvml_handle, usage_from, with_energy_per_token
+from inference_study.gpu import (
+    GpuUsage,
+    NvmlSampler,
+    combined,
+    nvml_handle,
+    usage_from,
+    with_energy_per_token,
+)
 from inference_study.metrics import headline, iteration_headline, latency, throughput
 from inference_study.models import model_geometry, resolve_model, safetensors_size
 from inference_study.plan import BenchUnit

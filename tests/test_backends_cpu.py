@@ -215,6 +215,12 @@ def test_run_cell_ok(study: StudyConfig, model_dir: Path, environment, name: str
         assert "device is cpu" in result.null_reasons[f"gpu.{field}"]
     assert result.gpu.samples == 0
     assert result.phases.load_s > 0 and result.phases.warmup_s > 0 and result.phases.measure_s > 0
+    if name in COMPILED:  # this process compiled the shape already, in the module fixture
+        assert result.compile_cache.state in ("in_memory", "warm", "partial"), result.compile_cache
+        assert 0 <= result.phases.compile_s <= result.phases.warmup_s
+    elif name in UNCOMPILED:
+        assert result.compile_cache is None and result.phases.compile_s is None
+        assert "reports no torch.compile" in result.null_reasons["compile_cache"]
 
     parameters, weight_bytes = safetensors_size(model_dir)
     assert result.model is not None

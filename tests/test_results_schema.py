@@ -53,7 +53,7 @@ def test_round_trip(result_file: Path, ok_result: CellResult) -> None:
     loaded = read_result(result_file)
     assert loaded == ok_result
     assert loaded.latency is not None and loaded.latency.itl_s.n == 2 * 2 * 3
-    assert json.loads(result_file.read_text())["schema_version"] == SCHEMA_VERSION == 3
+    assert json.loads(result_file.read_text())["schema_version"] == SCHEMA_VERSION == 4
 
 
 def test_write_creates_parents_and_leaves_no_temp_files(result_file: Path) -> None:
@@ -235,7 +235,7 @@ def test_schema_1_results_are_read_as_schema_3() -> None:
     raw = json.loads(path.read_text())
     assert raw["schema_version"] == 1
     result = read_result(path)
-    assert result.schema_version == 3
+    assert result.schema_version == 4
     for metric, stats in raw["latency"].items():
         kept = getattr(result.latency, metric).model_dump()
         assert {k: v for k, v in kept.items() if v is not None} == {k: v for k, v in stats.items() if k in kept and

@@ -11,7 +11,6 @@ from inference_study.scenarios.records import Divergence, agreement
 from inference_study.workload import synthetic_input_ids
 
 
-
 @pytest.fixture(scope="module")
 def prompt_and_greedy(backend):
     prompt = synthetic_input_ids(1, 24, backend.model_config.vocab_size, 0)[0]

@@ -5,23 +5,19 @@ greedy outputs are identical either way, and bad pool sizes fail before any work
 from __future__ import annotations
 
 import tempfile
-
 from pathlib import Path
 
 import pytest
-
-from inference_study.results import ResultError, write_scenario_result
-
-from helpers.repository import trtllm_features
-
-from helpers.repository import REPO_ROOT, composed, scenario_result
+from helpers.repository import REPO_ROOT, composed, scenario_result, trtllm_features
 from helpers.trtllm_contract import callee_objects, unlisted
 from helpers.trtllm_stand_in import install_stand_in
 
 from inference_study.backend import Generation
 from inference_study.backends.trtllm.backend import NO_KV_CACHE_STATS, KvCacheCounters, kv_cache_totals
 from inference_study.config import StudyConfig, validate_params
-
+from inference_study.report.scenarios import scenario_sections
+from inference_study.results import ResultError, write_scenario_result
+from inference_study.scenarios.kv_offload.record import KvOffloadRecord
 from inference_study.scenarios.kv_offload.run import (
     SEQUENCE,
     measure,
@@ -31,11 +27,11 @@ from inference_study.scenarios.kv_offload.run import (
     run_kv_offload,
     serve_sequence,
 )
+from inference_study.scenarios.kv_offload.settings import KvOffloadSettings
 from inference_study.scenarios.kv_offload.trtllm import serve_sequence as serve_trtllm_sequence
 from inference_study.scenarios.kv_offload.trtllm import trtllm_arms as kv_offload_trtllm_arms
-from inference_study.scenarios.kv_offload.record import KvOffloadRecord
-from inference_study.report.scenarios import scenario_sections
-from inference_study.scenarios.kv_offload.settings import KvOffloadSettings
+from inference_study.scenarios.timing import Policy
+from inference_study.stopping import StoppingRule
 from inference_study.trtllm.settings import TrtllmPytorchSettings
 from inference_study.trtllm.version import TrtllmUnavailable, band_for, preflight
 from inference_study.workload import synthetic_input_ids
@@ -45,13 +41,15 @@ REPO = REPO_ROOT
 # prefilled), and a 48-token device pool holds exactly one request.
 SETTINGS = KvOffloadSettings(
     warmup_iterations=0,
-    iterations=1,
     prompt_len=40,
     output_len=8,
     tokens_per_block=8,
     gpu_pool_tokens=48,
     host_cache_tokens=1024,
 )
+# One timed iteration (A,B,A,B in both arms: 8 requests, past max_requests): these tests check counters and outputs.
+ONCE = Policy(rule=StoppingRule(min_requests=1, max_requests=1, min_seconds=0, max_seconds=60, target_half_width=0.5),
+              max_cv=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +107,9 @@ def test_eviction_to_host_is_least_recently_used_and_host_capacity_bounds_it(bac
 
 
 def test_outputs_identical_with_and_without_host_cache_and_expectation_met(backend) -> None:
-    result = record(SETTINGS, *measure(backend, SETTINGS, backend.model_config.vocab_size, 0))
+    rows, divergences, stopped = measure(backend, SETTINGS, backend.model_config.vocab_size, 0, ONCE)
+    assert (stopped.reason, stopped.iterations, stopped.requests) == ("max_requests", 1, 2 * len(SEQUENCE))
+    result = record(SETTINGS, rows, divergences, {"hf, both arms": stopped}, ONCE)
     assert [(r.host_cache, r.prompt, r.round) for r in result.rows] == [
         (h, name, round_) for h in (False, True) for name, round_ in SEQUENCE
     ]
@@ -118,13 +118,15 @@ def test_outputs_identical_with_and_without_host_cache_and_expectation_met(backe
         same_prompt = [r.output_ids for r in result.rows if r.prompt == row.prompt]
         assert all(ids == row.output_ids for ids in same_prompt)
     assert [r.hit_rate for r in result.rows if r.round == 2] == [0.0, 0.0, 1.0, 1.0]
-    assert set(result.returning_ttft_speedup) == {"hf"} and {r.backend for r in result.rows} == {"hf"}
+    assert {r.backend for r in result.rows} == {"hf"}
+    assert [(c.what.split(":")[0], c.subject, c.baseline) for c in result.claims + result.controls] == [
+        ("hf", "host cache on", "host cache off")] * 2
 
 
 @pytest.fixture(scope="module")
 def offloaded(model_dir, backend) -> KvOffloadRecord:
     """The whole hf scenario as the stage runs it: both arms, then transformers' paged reference."""
-    return run_kv_offload(SETTINGS, model_dir, "float32", "cpu", backend.model_config.vocab_size, 0)
+    return run_kv_offload(SETTINGS, model_dir, "float32", "cpu", backend.model_config.vocab_size, 0, ONCE)
 
 
 def test_transformers_paged_pool_of_one_request_reuses_nothing_and_of_two_reuses_the_returning(
@@ -145,7 +147,9 @@ def test_report_section_states_expectation_outcome_and_equivalence(study, model_
     assert "## Scenario: KV offload to a host cache" in text
     assert "Expected (original benchmark): With a device pool that holds one request" in text
     assert "`tiny_llama` on cpu: **met**" in text and "reused 0 blocks without a host cache" in text
-    assert "Not equivalent:" in text and "reused_blocks" in text and "returning-prompt TTFT" in text
+    assert "Not equivalent:" in text and "reused_blocks" in text
+    assert "claim: hf: returning prompts (round 2): host cache on against host cache off" in text
+    assert "control, should not differ: hf: first-round prompts (round 1)" in text
     assert "transformers continuous batching, same pool" in text
     assert "TensorRT-LLM: not measured in this study (`scenarios.kv_offload.backends` lists only `hf`)" in text
     assert "nan" not in text.split("| model ")[1]  # a tier that reused nothing is shown as missing, not nan
@@ -191,9 +195,10 @@ def test_trtllm_variant_passes_contract_names_and_reports_null_counters_with_a_r
     model_dir: Path, monkeypatch: pytest.MonkeyPatch, version: str, study, backend
 ) -> None:
     log = install_stand_in(monkeypatch, version)
-    settings = SETTINGS.model_copy(update={"warmup_iterations": 1, "iterations": 2, "backends": ["trtllm_pytorch"]})
-    run = kv_offload_trtllm_arms(settings, TrtllmPytorchSettings(), model_dir, "float32", "cuda")
-    result = run_kv_offload(settings, model_dir, "float32", "cuda", backend.model_config.vocab_size, 0, run)
+    settings = SETTINGS.model_copy(update={"warmup_iterations": 1, "backends": ["trtllm_pytorch"]})
+    twice = Policy(rule=ONCE.rule.model_copy(update={"max_requests": 2 * len(SEQUENCE)}), max_cv=1.0)
+    run = kv_offload_trtllm_arms(settings, TrtllmPytorchSettings(), model_dir, "float32", "cuda", twice)
+    result = run_kv_offload(settings, model_dir, "float32", "cuda", backend.model_config.vocab_size, 0, twice, run)
     assert [(r.backend, r.host_cache, r.prompt, r.round) for r in result.rows] == [
         ("trtllm_pytorch", h, name, round_) for h in (False, True) for name, round_ in SEQUENCE]
     assert result.paged_reused_tokens is None and result.identical_outputs
@@ -207,7 +212,9 @@ def test_trtllm_variant_passes_contract_names_and_reports_null_counters_with_a_r
         (True, 48, False), (True, 48, True)]
     assert all(("iteration_stats_interval" in c) == version.startswith("1.3") for c in configs)
     assert all(c["enable_iter_perf_stats"] is True for c in log.keywords("tensorrt_llm.LLM"))
-    sequences = settings.warmup_iterations + settings.iterations
+    timed = [result.stopping[f"trtllm_pytorch, host cache {arm}"].iterations for arm in ("off", "on")]
+    assert timed == [2, 2] and all(len(r.ttft_ms.samples[0]) == 2 for r in result.rows)  # each arm its own loop
+    sequences = settings.warmup_iterations + timed[0]
     assert log.keywords("tensorrt_llm.LLM.get_stats") == [{"timeout": 2}] * (2 * sequences * len(SEQUENCE) * 2)
     prompts_sent = [c["inputs"] for c in log.keywords("tensorrt_llm.LLM.generate_async")]
     assert len({tuple(p) for p in prompts_sent}) == 2 * sequences  # a fresh A,B pair per sequence, same in both arms

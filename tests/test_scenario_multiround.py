@@ -6,21 +6,18 @@ parameters fail before any work, naming the key. The TensorRT-LLM variant runs o
 from __future__ import annotations
 
 import tempfile
-
 from pathlib import Path
 
 import pytest
-
-from inference_study.results import ResultError, write_scenario_result
-
-from helpers.repository import trtllm_features
-from helpers.repository import composed, scenario_result
+from helpers.repository import composed, scenario_result, trtllm_features
 from helpers.trtllm_contract import callee_objects, unlisted
 from helpers.trtllm_stand_in import install_stand_in
 
 from inference_study.config import ConfigError, StudyConfig, validate_params
 from inference_study.environment import collect_environment
-from inference_study.results import ScenarioResult
+from inference_study.harness import model_info
+from inference_study.report.scenarios import scenario_sections
+from inference_study.results import ResultError, ScenarioResult, write_scenario_result
 from inference_study.scenarios.multiround.run import (
     fits_on_device,
     measure_hf,
@@ -28,10 +25,10 @@ from inference_study.scenarios.multiround.run import (
     serve_hf,
     workload,
 )
-from inference_study.scenarios.multiround.trtllm import arm_kv_cache_kwargs, trtllm_arms
-from inference_study.report.scenarios import scenario_sections
-from inference_study.harness import model_info
 from inference_study.scenarios.multiround.settings import MultiroundSettings
+from inference_study.scenarios.multiround.trtllm import arm_kv_cache_kwargs, trtllm_arms
+from inference_study.scenarios.timing import Policy
+from inference_study.stopping import StoppingRule
 from inference_study.trtllm.settings import TrtllmPytorchSettings
 from inference_study.trtllm.version import TrtllmUnavailable, band_for, preflight
 
@@ -39,7 +36,6 @@ from inference_study.trtllm.version import TrtllmUnavailable, band_for, prefligh
 # A 176-token device budget holds two users' whole histories, so U=1 fits and U=3 does not.
 SETTINGS = MultiroundSettings(
     warmup_iterations=0,
-    iterations=1,
     users=[1, 3],
     rounds=3,
     context_len=40,
@@ -49,6 +45,9 @@ SETTINGS = MultiroundSettings(
     gpu_kv_tokens=176,
     host_cache_tokens=1024,
 )
+# One timed iteration per user count (its three arms), then max_requests: these tests check counters and outputs.
+ONCE = Policy(rule=StoppingRule(min_requests=1, max_requests=1, min_seconds=0, max_seconds=60, target_half_width=0.5),
+              max_cv=1.0)
 
 
 
@@ -59,7 +58,7 @@ def work(backend):
 
 @pytest.fixture(scope="module")
 def measured(backend, work):
-    return measure_hf(backend, SETTINGS, work)
+    return measure_hf(backend, SETTINGS, work, ONCE.rule)
 
 
 # --- parameters ----------------------------------------------------------------------------------------
@@ -117,7 +116,9 @@ def test_reuse_while_it_fits_prefills_only_the_new_tokens(backend, work) -> None
 
 
 def test_outputs_identical_across_arms_and_user_counts_with_exact_counts(measured) -> None:
-    rows, identical, _ = measured
+    rows, identical, _, stopping = measured
+    assert {name: (s.reason, s.iterations, s.requests) for name, s in stopping.items()} == {
+        f"hf, U={u}": ("max_requests", 1, 3 * u * 3) for u in (1, 3)}  # one pass of each arm: 3 x U x R requests
     assert identical
     assert [(r.users, r.arm) for r in rows] == [
         (u, arm) for u in (1, 3) for arm in ("no_reuse", "reuse_gpu_only", "reuse_host_offload")
@@ -129,11 +130,12 @@ def test_outputs_identical_across_arms_and_user_counts_with_exact_counts(measure
         assert row.prefilled_tokens == row.prompt_tokens - row.reused_tokens
         assert row.hit_rate == row.reused_tokens / row.prompt_tokens
         assert len(row.round_ttft_p50_ms) == len(row.round_ttft_p99_ms) == 3
-        assert 0 < row.ttft_p50_ms <= row.ttft_p99_ms and row.e2e_s > 0
+        assert 0 < row.ttft_p50_ms.value <= row.ttft_p99_ms.value and row.e2e_s.value > 0
+        assert row.ttft_p50_ms.repeats == row.e2e_s.repeats == 1
 
 
 def test_reuse_counters_move_the_expected_way(measured) -> None:
-    rows, _, _ = measured
+    rows, _, _, _ = measured
     rate = {(r.users, r.arm): r.hit_rate for r in rows}
     assert rate[(1, "no_reuse")] == rate[(3, "no_reuse")] == 0
     assert rate[(1, "reuse_gpu_only")] == rate[(1, "reuse_host_offload")] > 0
@@ -146,17 +148,25 @@ def test_reuse_counters_move_the_expected_way(measured) -> None:
 
 
 def test_expectation_is_met_and_stated(measured) -> None:
-    rows, identical, _ = measured
-    outcome = record(SETTINGS, rows, identical).expectation
+    rows, identical, divergences, stopping = measured
+    measured_record = record(SETTINGS, rows, identical, divergences, stopping, ONCE)
+    outcome = measured_record.expectation
     assert outcome.met
     assert "at U=1 (fits)" in outcome.observed and "at U=3 (exceeds the 176-token device budget)" in outcome.observed
+    assert "TTFT" not in outcome.observed  # met is judged on counters and outputs; timings are claims
+    assert [(c.what, c.subject, c.baseline) for c in measured_record.claims] == [
+        ("hf, U=1 (every history fits on the device)", "reuse_gpu_only", "no_reuse"),
+        ("hf, U=3 (histories exceed the device budget)", "reuse_host_offload", "reuse_gpu_only")]
+    gpu = next(r for r in rows if (r.arm, r.users) == ("reuse_gpu_only", 1))
+    assert [c.what for c in measured_record.controls] == [
+        f"hf, U=1 (fits: both reuse arms reused {gpu.reused_tokens} tokens, all from the device)"]
     no_cliff = SETTINGS.model_copy(update={"gpu_kv_tokens": 1024})
-    assert not record(no_cliff, rows, identical).expectation.met
+    assert not record(no_cliff, rows, identical, divergences, stopping, ONCE).expectation.met
 
 
 def test_report_section_states_expectation_outcome_and_equivalence(model_dir, measured) -> None:
     study: StudyConfig = validate_params(composed("study=scenarios_cpu"))
-    result = scenario_result(study, model_dir, record(SETTINGS, *measured))
+    result = scenario_result(study, model_dir, record(SETTINGS, *measured, ONCE))
     text = "\n".join(scenario_sections(study, [("multiround", "tiny_llama", result)]))
     assert "## Scenario: Multi-round chat" in text and "Expected (original benchmark): With KV reuse" in text
     assert "`tiny_llama` on cpu: **met**" in text and "hit_rate" in text and "r3_p50_ms" in text
@@ -181,8 +191,9 @@ def test_trtllm_variant_passes_contract_names_and_reports_null_counters_with_a_r
     model_dir: Path, monkeypatch: pytest.MonkeyPatch, version: str, work
 ) -> None:
     log = install_stand_in(monkeypatch, version)
-    run = trtllm_arms(SETTINGS, TrtllmPytorchSettings(), model_dir, "float32", "cuda")
-    rows, identical = run(work)
+    run = trtllm_arms(SETTINGS, TrtllmPytorchSettings(), model_dir, "float32", "cuda", ONCE)
+    rows, identical, stopping = run(work)
+    assert set(stopping) == {"trtllm_pytorch, U=1", "trtllm_pytorch, U=3"}
     assert identical and [(r.backend, r.users) for r in rows][:3] == [("trtllm_pytorch", 1)] * 3
     for row in rows:
         assert row.output_tokens == row.requests * 8  # the stand-in streams exactly max_tokens ids
@@ -203,7 +214,8 @@ def test_trtllm_variant_passes_contract_names_and_reports_null_counters_with_a_r
         write_scenario_result(Path(tempfile.mkdtemp()) / "multiround.json", ScenarioResult(
             scenario="multiround", status="ok", config_hash="x", device="cuda",
             model=model_info("tiny_llama", study.models["tiny_llama"], model_dir, True), environment=environment,
-            environment_fingerprint=environment.fingerprint, record=record(SETTINGS, rows, identical),
+            environment_fingerprint=environment.fingerprint,
+            record=record(SETTINGS, rows, identical, [], stopping, ONCE),
             null_reasons={},
         ))
 

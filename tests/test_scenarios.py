@@ -10,17 +10,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.repository import REPO_ROOT, composed, scenario_result
 from transformers import DynamicCache
 
-from helpers.repository import REPO_ROOT, composed, scenario_result
-
-from inference_study.config import scenario_result_path, ConfigError, StudyConfig, validate_params
+from inference_study import registry
+from inference_study.config import ConfigError, StudyConfig, scenario_result_path, validate_params
+from inference_study.plan import scenario_units
+from inference_study.report.scenarios import scenario_sections
 from inference_study.results import (
     ResultError,
     read_scenario_result,
     write_scenario_result,
 )
-
 from inference_study.scenarios.kv_persist.run import (
     CacheRefused,
     InstanceSpec,
@@ -32,16 +33,18 @@ from inference_study.scenarios.kv_persist.run import (
     run_kv_persist,
     save_prefix_cache,
 )
-from inference_study.scenarios.ngram.run import ngram_overlap, run_ngram
-from inference_study.plan import scenario_units
-from inference_study.report.scenarios import scenario_sections
-from inference_study import registry
-from inference_study.scenarios.ngram.settings import NgramSettings
 from inference_study.scenarios.kv_persist.settings import KvPersistSettings
+from inference_study.scenarios.ngram.run import ngram_overlap, run_ngram
+from inference_study.scenarios.ngram.settings import NgramSettings
+from inference_study.scenarios.timing import Policy
+from inference_study.stopping import StoppingRule
 from inference_study.workload import synthetic_input_ids
 
 REPO = REPO_ROOT
 PREFIX, SUFFIX, OUTPUT = 24, 4, 8
+# One timed iteration per loop (it stops at max_requests): these tests check counters and outputs, not timings.
+ONCE = StoppingRule(min_requests=1, max_requests=1, min_seconds=0, max_seconds=60, target_half_width=0.5)
+ONCE_POLICY = Policy(rule=ONCE, max_cv=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +87,10 @@ def test_scenarios_are_off_by_default_and_on_in_their_preset(study: StudyConfig)
         ("scenarios.multiround.gpu_kv_tokens=4", "scenarios.multiround.gpu_kv_tokens"),
         ("scenarios.multiround.rounds=0", "scenarios.multiround.rounds"),
         ("scenarios.multiround.context_len=1000", "scenarios.multiround"),
+        ("+scenarios.ngram.iterations=3", "scenarios.ngram.iterations"),  # the old fixed count: read only
+        (("+scenarios.kv_offload.stopping={min_requests:5,max_requests:2,min_seconds:0,max_seconds:1,"
+          "target_half_width:0.1}"), "scenarios.kv_offload.stopping"),
+        ("+scenarios.multiround.stopping={min_requests:1}", "scenarios.multiround.stopping.max_requests"),
     ],
 )
 def test_bad_scenario_values_fail_before_any_work_naming_the_key(override: str, key: str) -> None:
@@ -112,10 +119,8 @@ def test_ngram_overlap_counts_prompt_and_context_repeats() -> None:
 
 @pytest.fixture(scope="module")
 def ngram_record(backend):
-    settings = NgramSettings(
-        prompt_len=32, output_len=24, draft_lens=[4], ngram_sizes=[1, 2], warmup_iterations=0, iterations=1
-    )
-    return run_ngram(backend, settings, backend.model_config.vocab_size, seed=0)
+    settings = NgramSettings(prompt_len=32, output_len=24, draft_lens=[4], ngram_sizes=[1, 2], warmup_iterations=0)
+    return run_ngram(backend, settings, backend.model_config.vocab_size, 0, ONCE_POLICY)
 
 
 def test_prompt_lookup_output_is_greedy_with_exact_draft_counters(ngram_record, backend) -> None:
@@ -139,7 +144,7 @@ def test_replayed_drafts_are_what_generates_own_candidate_generator_proposed(bac
     generator `generate` builds is wrapped (a private hook, in this test only) to check the replay per run."""
     from inference_study.scenarios.ngram.run import proposed_drafts, workload_prompt
 
-    settings = NgramSettings(prompt_len=32, output_len=24, warmup_iterations=0, iterations=1)
+    settings = NgramSettings(prompt_len=32, output_len=24, warmup_iterations=0)
     prompt = workload_prompt(backend, "high_overlap", settings, backend.model_config.vocab_size, 0)
     model, recorded = backend.model, []
     build = model._get_candidate_generator
@@ -195,7 +200,7 @@ def spec(model_dir: Path, tmp_path: Path, backend) -> InstanceSpec:
         prompts=[prompt],
         output_len=OUTPUT,
         warmup_iterations=0,
-        iterations=1,
+        stopping=ONCE,
     )
 
 
@@ -204,7 +209,10 @@ def test_warm_instance_prefills_only_the_new_tokens_and_matches(spec: InstanceSp
     cold = compute_and_save(backend, spec, PREFIX, prompt)
     warm = load_and_generate(backend, spec, PREFIX, prompt)
     assert cold.prefilled_tokens == PREFIX + SUFFIX and warm.prefilled_tokens == SUFFIX
-    assert warm.cache_used and warm.refused_reason is None and warm.load_s > 0
+    assert warm.cache_used and warm.refused_reason is None and warm.load_s.value > 0
+    assert cold.stopping.reason == warm.stopping.reason == "max_requests"
+    # instance 2 times a full prefill beside each warm request (the control), as instance 1 prefills
+    assert warm.control_ttft_s is not None and cold.control_ttft_s is None
     assert warm.output_ids == cold.output_ids and len(warm.output_ids) == OUTPUT
     config = backend.model_config
     kv_bytes = 2 * config.num_hidden_layers * config.num_key_value_heads * PREFIX * config.head_dim * 4
@@ -300,15 +308,16 @@ def test_a_wrong_or_damaged_cache_is_refused_and_the_prefix_recomputed(
 
 
 def test_instances_run_as_separate_processes(model_dir: Path) -> None:
-    settings = KvPersistSettings(
-        prefix_lens=[PREFIX], suffix_len=SUFFIX, output_len=OUTPUT, warmup_iterations=0, iterations=1
-    )
-    record = run_kv_persist(settings, model_dir, "float32", "cpu", vocab_size=1024, seed=0)
+    settings = KvPersistSettings(prefix_lens=[PREFIX], suffix_len=SUFFIX, output_len=OUTPUT, warmup_iterations=0)
+    record = run_kv_persist(settings, model_dir, "float32", "cpu", 1024, 0, ONCE_POLICY)
     (row,) = record.rows
     assert row.cache_used and row.identical_output
     assert (row.prefilled_tokens_cold, row.prefilled_tokens_warm) == (PREFIX + SUFFIX, SUFFIX)
-    assert row.cache_bytes > 0 and row.load_ms > 0
+    assert row.cache_bytes > 0 and row.load_ms.value > 0
     assert record.expectation.met
+    assert set(record.stopping) == {f"instance 1, prefix {PREFIX}", f"instance 2, prefix {PREFIX}"}
+    assert [c.subject for c in record.claims] == ["warm (instance 2, prefix loaded)"]
+    assert [c.subject for c in record.controls] == ["cold in instance 2"]
 
 
 # --- results and report ------------------------------------------------------------------------------
@@ -325,7 +334,7 @@ def test_scenario_results_round_trip_and_bad_files_are_refused(
     path.write_text(json.dumps({**raw, "scenario": "kv_persist"}))
     with pytest.raises(ResultError, match="record of scenario 'ngram' in a 'kv_persist' result"):
         read_scenario_result(path)
-    path.write_text(json.dumps({**raw, "record": {**raw["record"], "record_version": 2}}))
+    path.write_text(json.dumps({**raw, "record": {**raw["record"], "record_version": 99}}))
     with pytest.raises(ResultError, match="record_version"):
         read_scenario_result(path)
     path.write_text(path.read_text()[:100])

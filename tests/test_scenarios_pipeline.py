@@ -8,30 +8,29 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers.runs import composed_stages, run_in_copy as run
-
 from helpers.repository import REPO_ROOT
+from helpers.runs import composed_stages
+from helpers.runs import run_in_copy as run
 
-from inference_study.config import load_params
-from inference_study.config import scenario_result_path
+from inference_study.config import load_params, scenario_result_path
 from inference_study.results import read_scenario_result
 
 SCENARIO_STAGE = re.compile(r"^(scenario)@(\S+)", re.MULTILINE)
+# Short runs: every timed loop (cells and scenarios alike) stops after its first iteration or two, at
+# max_requests, so the pipeline runs in seconds; the timings are then intervals of too few repeats, and say so.
+QUICK = "{min_requests:1,max_requests:2,min_seconds:0,max_seconds:5,target_half_width:0.5}"
 SMALL = [
     "scenarios.ngram.prompt_len=32",
     "scenarios.ngram.output_len=16",
     "scenarios.ngram.draft_lens=[4]",
     "scenarios.ngram.ngram_sizes=[2]",
-    "scenarios.ngram.iterations=1",
     "scenarios.ngram.warmup_iterations=0",
     "scenarios.kv_persist.prefix_lens=[24]",
-    "scenarios.kv_persist.iterations=1",
     "scenarios.kv_persist.warmup_iterations=0",
-    "scenarios.kv_offload.iterations=1",
     "scenarios.kv_offload.warmup_iterations=0",
-    "scenarios.multiround.iterations=1",
     "scenarios.multiround.warmup_iterations=0",
-    "bench.iterations=1",
+    *(f"+scenarios.{name}.stopping={QUICK}" for name in ("ngram", "kv_persist", "kv_offload", "multiround")),
+    f"bench.stopping={QUICK}",
     "bench.warmup_iterations=0",
 ]
 
@@ -77,6 +76,11 @@ def test_repro_runs_the_scenarios_into_results_and_report(repo_copy: Path) -> No
     assert "## Scenario: KV offload to a host cache" in report
     assert "## Scenario: Multi-round chat" in report
     assert report.count("Expected (original benchmark):") == 4
+    assert report.count("timing verdict: **warn**") == 4  # no warmup, and loops stopped at max_requests
+    assert "not converged: stopped at max_requests" in report
+    for name in ("ngram", "kv_persist", "kv_offload", "multiround"):
+        record = read_scenario_result(scenario_result_path(repo_copy / "results", name, "tiny_llama")).record
+        assert record.stopping and all(s.reason == "max_requests" for s in record.stopping.values())
 
 
 def test_the_scenario_stage_depends_on_the_scenario_settings_but_not_the_model_lists() -> None:

@@ -14,10 +14,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
+from helpers.repository import REPO_ROOT, trtllm_features
 from helpers.trtllm_contract import NGRAM_DECODING, callee_objects, unlisted
 from helpers.trtllm_stand_in import import_connector, install_stand_in
 
-from helpers.repository import REPO_ROOT, trtllm_features
 from inference_study.backends.trtllm.backend import TrtllmPytorch, speculative_counters
 from inference_study.compose import compose_yaml
 from inference_study.config import validate_params

@@ -9,9 +9,41 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
-from inference_study.strict import Strict
+from pydantic import Field
+
+from inference_study.strict import Record, Strict
+
+CompileCacheState = Literal["warm", "partial", "cold", "in_memory", "off"]
+
+
+class CompileCacheUse(Record):
+    """Whether torch.compile's cache served a backend's warmup: `warm` when every graph came from it, `cold`
+    when none did, `partial` in between, `in_memory` when this process had compiled them already (nothing
+    to compile or load), `off` when torch's cache was disabled; `note` says what went wrong."""
+
+    state: CompileCacheState
+    graphs_compiled: int = Field(description="FX graph cache misses and bypasses: graphs Inductor compiled")
+    graphs_from_cache: int = Field(description="FX graph cache hits")
+    note: str | None = None
+
+    @classmethod
+    def combined(cls, uses: list[CompileCacheUse]) -> CompileCacheUse:
+        """Several processes' uses as one: counts summed, the state judged from the sums, notes kept."""
+        compiled, cached = sum(u.graphs_compiled for u in uses), sum(u.graphs_from_cache for u in uses)
+        state = ("off" if any(u.state == "off" for u in uses) else "in_memory" if compiled == cached == 0
+                 else "cold" if cached == 0 else "warm" if compiled == 0 else "partial")
+        notes = list(dict.fromkeys(u.note for u in uses if u.note))
+        return cls(state=state, graphs_compiled=compiled, graphs_from_cache=cached, note="; ".join(notes) or None)
+
+
+class CompileReport(Record):
+    """torch.compile's share of a backend's warmup (Dynamo, AOTAutograd, Inductor and Triton autotuning, whether
+    served from the cache or not; CUDA-graph capture and the runs themselves excluded) and how the cache served it."""
+
+    compile_s: float
+    cache: CompileCacheUse
 
 
 class BackendSettings(Strict):
@@ -81,6 +113,11 @@ class Backend(ABC):
     @abstractmethod
     def generate(self, input_ids: list[list[int]], output_len: int) -> Generation:
         """Generate exactly `output_len` tokens for every row of `input_ids` (EOS ignored)."""
+
+    def compile_report(self) -> CompileReport | None:
+        """Warmup's compile time and how torch.compile's cache served it; None for a backend that compiles
+        nothing."""
+        return None
 
     def release(self) -> None:
         """Free device memory held by the backend."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inference_study import registry
-from inference_study.backend import Backend, Generation
+from inference_study.backend import Backend, CompileCacheUse, Generation
 from inference_study.config import ModelSpec
 from inference_study.environment import Environment
 from inference_study.gpu import (
@@ -145,6 +145,7 @@ class Measured:
     error: str | None = None
     gpu: GpuUsage | None = None
     gpu_reasons: dict[str, str] = field(default_factory=dict)
+    compile_cache: CompileCacheUse | None = None
 
 
 def _measure(unit: BenchUnit, model_dir: Path, device: str, input_ids: list[list[int]]) -> Measured:
@@ -178,7 +179,10 @@ def _measure(unit: BenchUnit, model_dir: Path, device: str, input_ids: list[list
         measured.generations, measured.per_iteration = [], []
         measured.status, measured.error = "oom", f"GPU out of memory: {str(error).splitlines()[0]}"
     finally:
+        compiled = backend.compile_report()  # before release, so a cell that ran out of memory still reports it
         backend.release()
+    if compiled is not None:
+        measured.phases["compile_s"], measured.compile_cache = compiled.compile_s, compiled.cache
     measured.gpu, measured.gpu_reasons = watch.usage(), dict(watch.reasons)
     return measured
 
@@ -203,7 +207,9 @@ def _pooled(runs: list[Measured], rule: StoppingRule) -> Measured:
                       per_iteration=[v for run in runs for v in run.per_iteration],
                       phases={name: sum(run.phases.get(name, 0.0) for run in runs) for name in runs[0].phases},
                       gpu=combined([run.gpu for run in runs]),
-                      gpu_reasons={k: v for run in runs for k, v in run.gpu_reasons.items()})
+                      gpu_reasons={k: v for run in runs for k, v in run.gpu_reasons.items()},
+                      compile_cache=CompileCacheUse.combined([r.compile_cache for r in runs])
+                      if all(r.compile_cache for r in runs) else None)
     if failed is not None:
         pooled.status, pooled.error = failed.status, failed.error
         return pooled
@@ -258,6 +264,9 @@ def run_cell(unit: BenchUnit, model_stage_dir: Path, environment: Environment) -
                          and f"gpu.{name}" not in null_reasons})
     if cell_latency is not None:
         null_reasons.update(cell_latency.missing_percentiles())
+    if run.compile_cache is None:
+        null_reasons |= {name: f"{cell.backend} reports no torch.compile of its own"
+                         for name in ("phases.compile_s", "compile_cache")}
     if not measured:
         null_reasons.update({f"phases.{k}": f"cell {status}" for k in ("load_s", "warmup_s", "measure_s")
                              if k not in run.phases})
@@ -289,5 +298,6 @@ def run_cell(unit: BenchUnit, model_stage_dir: Path, environment: Environment) -
         output_ids=generations[-1].output_ids if measured else None,
         gpu=gpu_usage,
         phases=Phases(**run.phases),
+        compile_cache=run.compile_cache,
         null_reasons=null_reasons,
     )

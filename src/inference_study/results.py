@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from inference_study import registry
+from inference_study.backend import CompileCacheUse
 from inference_study.config import Cell
 from inference_study.environment import Environment
 from inference_study.gpu import GpuUsage, slowdown_warning
@@ -26,8 +27,8 @@ from inference_study.strict import Record
 from inference_study.uncertainty import Interval
 from inference_study.validity import NO_WARMUP, Verdict, judge
 
-SCHEMA_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+SCHEMA_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 Status = Literal["ok", "oom", "failed"]
 
 
@@ -88,6 +89,7 @@ class Phases(Record):
 
     load_s: float | None = None
     warmup_s: float | None = None
+    compile_s: float | None = Field(default=None, description="torch.compile's part of warmup_s")
     measure_s: float | None = None
 
 
@@ -117,7 +119,7 @@ class ResultHeader(Record):
 
 
 class CellResult(ResultHeader):
-    schema_version: Literal[3] = SCHEMA_VERSION
+    schema_version: Literal[4] = SCHEMA_VERSION
     cell: Cell
     warmup_iterations: int
     stopping: Stopping | None = None
@@ -132,6 +134,7 @@ class CellResult(ResultHeader):
     verdict: Verdict
     gpu: GpuUsage
     phases: Phases
+    compile_cache: CompileCacheUse | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> CellResult:
@@ -152,7 +155,7 @@ class CellResult(ResultHeader):
         names = [f"gpu.{k}" for k, v in self.gpu.model_dump().items() if v is None]
         if self.status == "ok":
             names += [f"phases.{k}" for k, v in self.phases.model_dump().items() if v is None]
-            names += [name for name in ("headline", "output_ids") if getattr(self, name) is None]
+            names += [name for name in ("headline", "output_ids", "compile_cache") if getattr(self, name) is None]
             names += list(self.latency.missing_percentiles()) if self.latency is not None else []
         return names
 
@@ -268,9 +271,10 @@ def read_result(path: Path) -> CellResult:
         raise ResultError(
             f"{path}: schema_version {found!r} is not one of {READABLE_VERSIONS}: not a result of this study"
         )
-    if raw["schema_version"] == 1:
-        raw = upgrade_v1(raw)
-    return _validated(CellResult, path, upgrade_v2(raw) if raw["schema_version"] == 2 else raw)
+    for version, upgrade in ((1, upgrade_v1), (2, upgrade_v2), (3, upgrade_v3)):
+        if raw["schema_version"] == version:
+            raw = upgrade(raw)
+    return _validated(CellResult, path, raw)
 
 
 def _read_json(path: Path) -> Any:
@@ -344,15 +348,15 @@ def upgrade_v2(raw: dict[str, Any]) -> dict[str, Any]:
     else:
         reasons.setdefault("stopping", f"cell {raw['status']}")
     upgraded["null_reasons"] = reasons
-    upgraded["verdict"] = _rejudged_v2(raw)
+    upgraded["verdict"] = _rejudged(raw)
     return upgraded
 
 
-def _rejudged_v2(raw: dict[str, Any]) -> dict[str, Any]:
-    """A schema-2 verdict under schema 3's rules, from what the result holds: the sample-count warning goes;
-    the slowdown warning is judged again from the recorded clocks (the oldest cells warned on a violation
-    counter alone, which schema 3 does not); every other reason (CV over its preset's limit, no warmup,
-    failures) stays as judged then."""
+def _rejudged(raw: dict[str, Any]) -> dict[str, Any]:
+    """An older verdict under today's rules, from what the result holds: the sample-count warning goes; the
+    slowdown warning is judged again from the recorded clocks (the oldest cells warned on a violation counter
+    alone, schema 3 at a 5% fall, schema 4 at CLOCK_FALL_LIMIT); every other reason (not converged, CV over its
+    preset's limit, no warmup, failures) stays as judged then."""
     status = raw["verdict"]["status"]
     if status == "fail":
         return {**raw["verdict"], "comparable": False}
@@ -362,3 +366,15 @@ def _rejudged_v2(raw: dict[str, Any]) -> dict[str, Any]:
     reasons = ([slowed] if slowed else []) + kept
     biased = bool(slowed) or NO_WARMUP in reasons
     return {"status": "warn" if reasons else "pass", "reasons": reasons, "comparable": not biased}
+
+
+SCHEMA_3_GAP = "recorded with result schema 3, before this was measured"
+
+
+def upgrade_v3(raw: dict[str, Any]) -> dict[str, Any]:
+    """Read a schema-3 result as schema 4: its compile time and compile-cache use were not recorded, and its
+    slowdown warning is judged again at schema 4's limit."""
+    reasons = dict(raw["null_reasons"])
+    if raw["status"] == "ok":
+        reasons.update({"phases.compile_s": SCHEMA_3_GAP, "compile_cache": SCHEMA_3_GAP})
+    return {**raw, "schema_version": 4, "null_reasons": reasons, "verdict": _rejudged(raw)}

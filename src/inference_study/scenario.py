@@ -3,20 +3,35 @@
 A scenario is an experiment with its own workload and measurements (prompt-lookup speculation, a prefix
 KV cache that outlives its process, KV offload, multi-round chat). Each lives in its own folder under
 `scenarios/` and registers a `ScenarioSpec` (registry.py); the core knows none of them by name.
+
+Its timings repeat as a cell's do: each timed loop stops by a `StoppingRule` (the scenario's own
+`stopping`, else `bench.stopping`), every timing is an `Interval` over its repeats, and the record carries
+a verdict (pass or warn, with the reasons), its loops' `Stopping` records, and its timing comparisons:
+claims (what the original benchmark expects to be faster) and controls (what should not differ).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import AfterValidator, Field, ValidationInfo, model_validator
+from pydantic import AfterValidator, Field, SerializerFunctionWrapHandler, model_serializer
 
-from inference_study.stopping import legacy_iterations_error
+from inference_study.stopping import Stopping, StoppingRule
 from inference_study.strict import Record, Strict, unique
+from inference_study.uncertainty import Ratio, Wording
+from inference_study.validity import Verdict
+
+if TYPE_CHECKING:
+    from inference_study.config import BenchSettings
+
+# Settings fields that a study before scenario stopping rules did not have (stopping) or that only old
+# studies set (iterations): left out of model_dump while None, so the config hash of old params, and the
+# settings a report shows, are what they were (ScenarioUnit.config_hash hashes model_dump()).
+UNSET_WHEN_NONE = ("stopping", "iterations")
 
 
 class ScenarioSettings(Strict):
-    """Settings every scenario has: which variants run and how often each measurement repeats."""
+    """Settings every scenario has: which variants run, its warmup, and (optionally) its own stopping rule."""
 
     # Which variants run, not how one is measured: left out of model_dump, so the hf measurement's config
     # hash and its report settings stay the same when a TensorRT-LLM variant is switched on beside it.
@@ -26,26 +41,89 @@ class ScenarioSettings(Strict):
         description="hf: transformers (runs anywhere); other variants are backends the scenario's spec lists",
     )
     warmup_iterations: int = Field(default=1, ge=0)
+    stopping: StoppingRule | None = Field(
+        default=None, description="this scenario's own stopping rule for each of its timed loops; null: bench.stopping"
+    )
     iterations: int | None = Field(default=None, ge=1, description="old results' fixed count (read only); "
-                                   "timed repeats stop by bench.stopping")
+                                   "timed repeats stop by the stopping rule")
 
-    @model_validator(mode="after")
-    def _no_fixed_count(self, info: ValidationInfo) -> ScenarioSettings:
-        legacy = legacy_iterations_error(self.iterations, info)
-        if legacy:
-            raise ValueError(f"iterations: {legacy}")
-        return self
+    @model_serializer(mode="wrap")
+    def _leave_out_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped = handler(self)
+        for name in UNSET_WHEN_NONE:
+            if getattr(self, name) is None:
+                dumped.pop(name, None)
+        return dumped
+
+    def rule(self, bench: BenchSettings) -> StoppingRule:
+        """The rule each timed loop of this scenario stops by: its own, else the study's `bench.stopping`."""
+        rule = self.stopping or bench.stopping
+        if rule is None:
+            raise ValueError("no stopping rule: params of the old fixed-count protocol are read only, never run")
+        return rule
 
     def longest_sequence(self) -> int:
         """Prompt plus output of the longest request the scenario makes (checked against max_seq_len)."""
         raise NotImplementedError
 
 
+class Comparison(Record):
+    """One timing against another as a speedup of `subject` over `baseline` (> 1: the subject is faster),
+    with the speedup's 95% interval (uncertainty.ratio: bootstrapped from both timings' repeats). A claim is
+    a comparison the original benchmark makes; a control compares equal work, so it should not differ and
+    its interval is the noise floor beside the claims."""
+
+    what: str = Field(description="what is compared, where (backend, workload, user count)")
+    subject: str
+    baseline: str
+    metric: str = Field(description="the timing compared: a time (lower is better) or a rate (higher is better)")
+    speedup: Ratio
+
+    @property
+    def wording(self) -> Wording:
+        return self.speedup.wording(higher_is_better=True)
+
+    def stated(self) -> str:
+        """The comparison in words; a number is quoted as a difference only when its interval excludes 1."""
+        speedup = self.speedup
+        if self.wording == "no interval":
+            return f"no interval (ratio of medians {speedup.value:.3g}×, not tested against noise)"
+        bounds = f"{speedup.ci_low:.3g}×–{speedup.ci_high:.3g}×"
+        if self.wording == "not distinguishable":
+            return f"not distinguishable (the speedup's 95% interval, {bounds}, spans 1)"
+        return f"{self.wording}: speedup {speedup.value:.3g}× (95% interval {bounds})"
+
+    def short(self) -> str:
+        """The comparison for a table cell: its wording, and the speedup with its interval where it has one."""
+        speedup = self.speedup
+        if self.wording == "no interval":
+            return f"no interval ({speedup.value:.3g}× untested)"
+        bounds = f"[{speedup.ci_low:.3g}×, {speedup.ci_high:.3g}×]"
+        if self.wording == "not distinguishable":
+            return f"not distinguishable {bounds}"
+        return f"{self.wording} {speedup.value:.3g}× {bounds}"
+
+    def sentence(self) -> str:
+        return f"{self.what}: {self.subject} against {self.baseline}, {self.metric}: {self.stated()}"
+
+
 class ScenarioRecord(Record):
-    """Base of a scenario's own result record, versioned by its `record_version`."""
+    """Base of a scenario's own result record, versioned by its `record_version`.
+
+    `verdict` judges the timings only (pass, or warn: a loop that did not converge, repeats over
+    `bench.max_cv`, no warmup, a control that differed, timings from before repeats were kept); whether the
+    original benchmark's expectation was met is `expectation` in each scenario's record, judged on counters
+    and outputs, never on a timing.
+    """
 
     scenario: str
     record_version: int
+    verdict: Verdict
+    stopping: dict[str, Stopping] = Field(description="each timed loop's stopping record, by loop; {} before loops "
+                                          "stopped by a rule")
+    claims: list[Comparison] = Field(description="timing comparisons the original benchmark makes")
+    controls: list[Comparison] = Field(description="comparisons of equal work, which should not differ: the noise "
+                                       "floor beside the claims")
 
     def measured_backends(self) -> set[str]:
         """The backends of the rows this record holds beyond the scenario's own transformers arms ("hf")."""

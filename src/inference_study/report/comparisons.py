@@ -15,7 +15,7 @@ from inference_study.comparisons import Expected, Pair
 from inference_study.config import Cell, StudyConfig
 from inference_study.plan import bench_units
 from inference_study.report.sections import left_out_lines
-from inference_study.report.table import MS, SHAPE, Loaded, left_out_reason, measured, ratio_text
+from inference_study.report.table import COMPARABLE, MS, SHAPE, Loaded, left_out_reason, measured, ratio_text
 from inference_study.results import CellResult
 from inference_study.tables import MISSING, markdown_table, readable
 from inference_study.uncertainty import Ratio, ratio
@@ -154,8 +154,7 @@ def _ratios_view(loaded: Loaded, pair: Pair, against: list[str]) -> list[str]:
     lines = [(f"Ratios are `{pair.candidate}` ÷ {'each of ' if len(against) > 1 else ''}{_names(against)} at the "
              "same model and shape, medians with the 95% interval bootstrapped from both cells' repeats (E2E P50 has "
              f"none): above 1, `{pair.candidate}` has more tokens/s or a longer latency; ≈1: the interval spans 1, no "
-             "measurable difference. Only pairs of cells that both pass their validity checks, in one environment, "
-             f"are compared; {MISSING}: left out.")]
+             f"measurable difference. A pair is compared only with {COMPARABLE}; {MISSING}: left out.")]
     if THROUGHPUT in pair.metrics:
         lines[-1] += (f" `throughput` reads the tok/s ratio: `{pair.candidate}` faster, slower, or not "
                       "distinguishable.")
@@ -176,7 +175,7 @@ def _ratios_view(loaded: Loaded, pair: Pair, against: list[str]) -> list[str]:
 
 def best_of(loaded: Loaded, model: str, candidate: str, against: list[str], metric: str,
             baseline: str | None) -> pd.DataFrame:
-    """`candidate`'s median `metric` beside each of `against` per shape of `model`, passing cells only, with its
+    """`candidate`'s median `metric` beside each of `against` per shape of `model`, comparable cells only, with its
     ratio over the baseline and over the best of `against` at that shape (above 1: more tokens/s, or a shorter
     latency; the faster cell is the numerator)."""
     results = dict(loaded)
@@ -213,9 +212,9 @@ def _best_of_view(loaded: Loaded, pair: Pair, against: list[str], baseline: str 
             table = best_of(loaded, model, pair.candidate, against, metric, baseline)
             lines += [f"### {model}, {LABELS[metric][0]}", "", markdown_table(table, disable_numparse=True), ""]
     if lines:
-        lines += [(f"{MISSING} : that backend has no passing measurement at that shape (missing, out of memory, "
-                  "failed, a verdict that warns or fails, or another environment; see Validity). Values are medians; "
-                  f"ratios divide passing cells of the same shape, with their 95% interval: above 1 `{pair.candidate}`"
+        lines += [(f"{MISSING} : that backend has no comparable measurement at that shape (missing, out of memory, "
+                  "failed, no interval, a warning of bias, or another environment; see Validity). Values are medians; "
+                  f"ratios divide comparable cells of the same shape, with their 95% interval: above 1 `{pair.candidate}`"
                   " is faster (more tokens/s, or a shorter latency), ≈1: no measurable difference."), ""]
     if pair.expected is not None:
         for other in against:

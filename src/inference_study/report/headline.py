@@ -25,6 +25,7 @@ from inference_study.config import StudyConfig
 from inference_study.report.figures import PNG_OPTIONS, ladder_order
 from inference_study.report.sections import no_speedup_reason
 from inference_study.report.table import (
+    COMPARABLE,
     Loaded,
     as_ratio,
     cross_environment_pairs,
@@ -189,8 +190,8 @@ def section(study: StudyConfig, pairs: pd.DataFrame, ladder: list[str], figures:
     lines += [(f"Median output tokens/s of each rung over `{baseline}`'s at the same model and shape, with its 95% "
               "interval bootstrapped from both cells' repeats. ≈1: the interval spans 1, no measurable difference "
               "(no number to quote). Rungs are in the ladder's order (`sweep.backends`), each changing one thing "
-              "from the one before. A speedup is computed only where both cells pass their validity checks and ran "
-              f"in one environment; {MISSING} (n): left out, for reason n below the table."), ""]
+              "from the one before. A speedup is computed only where {COMPARABLE}; {MISSING} (n): left out, for reason n "
+              "below the table."), ""]
     for model in sorted(pairs["model"].unique()):
         data = pairs[pairs["model"] == model]
         table, notes = model_table(data, ladder)
@@ -243,8 +244,8 @@ def validity_summary(frame: pd.DataFrame, loaded: Loaded, pairs: pd.DataFrame, b
     missing = int((frame["status"] == "missing").sum())
     lines = ["## Validity summary", "",
              (f"Of the {len(frame)} configured cells, {passed} pass, {warned} warn, {failed} fail and {missing} "
-             f"{'is' if missing == 1 else 'are'} missing (not run yet). Only cells that pass enter a speedup, a "
-             "geometric mean or a declared comparison; every cell's verdict and reasons are under Validity below."), ""]
+             f"{'is' if missing == 1 else 'are'} missing (not run yet). A speedup, a geometric mean or a declared "
+             f"comparison needs {COMPARABLE}; every cell's verdict and reasons are under Validity below."), ""]
     reasons = _reason_rows(loaded)
     if not reasons.empty:
         lines += ["Why cells warn or fail (a cell counts once under each kind of reason it has):", "",

@@ -13,6 +13,7 @@ from inference_study.config import StudyConfig
 from inference_study.plan import bench_units
 from inference_study.report.figures import ladder_order
 from inference_study.report.table import (
+    COMPARABLE,
     HEADLINE_LABELS,
     SHAPE,
     SHAPE_KEYS,
@@ -241,8 +242,7 @@ def speedup(study: StudyConfig, pairs: pd.DataFrame, baseline: str | None, ladde
     return [f"## Speedup over `{baseline}` (output tokens/s ratio)", "",
             ("Median output tokens/s of each backend over the baseline's at the same model and shape, with the 95% "
             "interval bootstrapped from both cells' repeats. ≈1: the interval spans 1, no measurable difference. "
-            f"Only pairs of cells that both pass their validity checks, measured in one environment, give a speedup; "
-            f"{MISSING}: left out."), "", markdown_table(wide, disable_numparse=True), "", *left_out_lines(pairs)]
+            f"A pair gives a speedup only with {COMPARABLE}; {MISSING}: left out."), "", markdown_table(wide, disable_numparse=True), "", *left_out_lines(pairs)]
 
 
 def setup(frame: pd.DataFrame) -> list[str]:

@@ -2,8 +2,8 @@
 
 The cell list comes from the config, never from a directory glob, so stale files of removed cells are
 never counted. A speedup is the ratio of two cells' medians with a 95% interval bootstrapped from both
-cells' repeats (`uncertainty.ratio`), and it is computed only where both cells pass their validity checks
-and ran in one environment: a ratio resting on a doubtful cell is left out with its reason, never shown.
+cells' repeats (`uncertainty.ratio`), and it is computed only where both cells are comparable (COMPARABLE):
+a ratio resting on a biased cell is left out with its reason, never shown.
 """
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ GIB = 1024.0**3
 KIND_MARKERS = {"varies across repeats": "varies across repeats", "GPU slowed down": "GPU slowed down",
                 "clock varied": "GPU slowed down"}
 VERDICT_VERBS = {"warn": "warns", "fail": "fails"}
+# The rule a ratio's cells meet, as the report states it.
+COMPARABLE = ("both cells measured, with an interval, in one environment, and neither failed nor warned of bias "
+              "(a clock that fell, timings without warmup); a warning of spread (repeats that vary, an interval "
+              "that did not narrow) only widens the ratio's interval")
 # Warnings about spread: the cell's intervals carry them into any ratio, so they do not keep it out of one.
 SPREAD_KINDS = {"varies across repeats", "not converged"}
 
@@ -156,7 +160,7 @@ def verdict_kinds(result: CellResult) -> list[str]:
 
 
 def _unusable(result: CellResult | None) -> list[str]:
-    """Why one cell cannot enter a ratio, one reason per kind (none: it can, measured, passing, with repeats)."""
+    """Why one cell cannot enter a ratio, one reason per kind (none: it can: measured, comparable, with an interval)."""
     if result is None:
         return ["missing"]
     if result.status != "ok":
@@ -273,7 +277,7 @@ def setup_by_backend(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary(frame: pd.DataFrame, pairs: pd.DataFrame, baseline: str | None) -> dict[str, float]:
-    """Flat headline numbers for `dvc metrics show/diff`; speedup geomeans only over pairs of passing cells."""
+    """Flat headline numbers for `dvc metrics show/diff`; speedup geomeans only over pairs of comparable cells."""
     ok = measured(frame)
     out: dict[str, float] = {"cells_total": len(frame), "cells_ok": len(ok)}
     for status in ("oom", "failed", "missing"):

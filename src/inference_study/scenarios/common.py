@@ -1,17 +1,20 @@
-"""What the PyTorch scenarios share: the loaded eager baseline, repeated runs, and the near-tie check.
+"""What the PyTorch scenarios share: the loaded eager baseline, the timing policy of a unit, and the near-tie
+check.
 
 Everything a scenario asks of the model goes through the hf backend's public methods (`greedy`,
-`prefill`, `next_token_logits`, `model_config`), never through its attributes.
+`prefill`, `next_token_logits`, `model_config`), never through its attributes. Timed loops are
+`timing.converge` (arms round-robin until the stopping rule says stop).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-from inference_study.backends.hf.generate import GreedyRun, HfEager
+from inference_study.backends.hf.generate import HfEager
 from inference_study.backends.hf.settings import HfEagerSettings
+from inference_study.plan import ScenarioUnit
 from inference_study.scenarios.records import Divergence
+from inference_study.scenarios.timing import Policy
 
 ULPS_OF_NOISE = 10
 
@@ -23,11 +26,9 @@ def load_eager(model_dir: Path, dtype: str, device: str) -> HfEager:
     return backend
 
 
-def repeated(run: Callable[[], GreedyRun], warmup: int, iterations: int) -> list[GreedyRun]:
-    """Warm up, then time `iterations` runs; every run's counters are kept, so tests can compare them."""
-    for _ in range(warmup):
-        run()
-    return [run() for _ in range(iterations)]
+def policy(unit: ScenarioUnit) -> Policy:
+    """The unit's stopping rule (its scenario's own, else bench.stopping) and the study's max_cv."""
+    return Policy(rule=unit.settings.rule(unit.bench), max_cv=unit.bench.max_cv)
 
 
 def divergence(

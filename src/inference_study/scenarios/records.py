@@ -1,4 +1,5 @@
-"""Pieces every scenario's record shares: the expected outcome and how outputs agree (no torch here).
+"""Pieces every scenario's record shares: the expected outcome, how outputs agree, and timing comparisons
+(no torch here).
 
 A scenario result (results.ScenarioResult) carries the study's common header and the scenario's own
 record (in its folder), told apart by `scenario` and versioned by its `record_version`.
@@ -8,7 +9,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from inference_study.scenario import Comparison
 from inference_study.strict import Record
+
+__all__ = ["Comparison", "Divergence", "Expectation", "Record", "agreement"]
 
 
 class Expectation(Record):

@@ -199,6 +199,11 @@ class HfFusedLoop(HfGenerate):
     settings: HfFusedLoopSettings
     uses_torch_compile = True
 
+    @property
+    def compiles(self) -> bool:
+        """Only a compiled step compiles: `compile_step: false` runs it eagerly, with no cache to report."""
+        return self.settings.compile_step
+
     def load(self) -> None:
         super().load()
         import torch._inductor.config as inductor  # heavy: torch loads only where something runs on a device

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar
 
 import torch
@@ -15,6 +16,7 @@ from transformers import AutoModelForCausalLM, CompileConfig, GenerationConfig, 
 from transformers.generation.streamers import BaseStreamer
 
 from inference_study.backend import Backend, Generation
+from inference_study.backends.hf.compile_cache import CompileCache, CompileReport
 from inference_study.backends.hf.settings import HfEagerSettings, HfStaticCompiledSettings, HfStaticSettings
 from inference_study.strict import ConfigError
 
@@ -59,7 +61,7 @@ def torch_compile_unavailable(device: str) -> str | None:
 
     try:
         get_cpp_compiler()
-    except Exception as error:  # Inductor raises its own error types when no compiler is found
+    except Exception as error:  # noqa: BLE001 -- Inductor raises its own error types when no compiler is found
         return f"torch.compile on CPU needs a C++ compiler: {type(error).__name__}: {error}"
     return None
 
@@ -93,12 +95,20 @@ class HfGenerate(Backend):
 
     settings: HfEagerSettings | HfStaticSettings
     uses_torch_compile: ClassVar[bool] = False
+    compile_cache: CompileCache | None = None
 
     @classmethod
     def unavailable_reason(cls, device: str) -> str | None:
         return torch_compile_unavailable(device) if cls.uses_torch_compile else None
 
+    @property
+    def compiles(self) -> bool:
+        """Whether warmup runs torch.compile, so its cache is opened at load (compile_cache.py)."""
+        return self.uses_torch_compile
+
     def load(self) -> None:
+        if self.compiles:
+            self.compile_cache = CompileCache.open()  # before anything compiles in this process
         self.model = AutoModelForCausalLM.from_pretrained(
             self.model_dir,
             dtype=getattr(torch, self.dtype),
@@ -106,6 +116,17 @@ class HfGenerate(Backend):
             local_files_only=True,
         ).to(self.device)
         self.model.eval()
+
+    def warmup(self, input_ids: list[list[int]], output_len: int) -> None:
+        """The base warmup, its compilation counted and cached when this backend compiles."""
+        if self.compile_cache is None:
+            super().warmup(input_ids, output_len)
+        else:
+            self.compile_cache.warmup(partial(super().warmup, input_ids, output_len), self.is_out_of_memory)
+
+    def compile_report(self) -> CompileReport | None:
+        """Warmup's compile time and whether the cache was warm; None for a backend that compiles nothing."""
+        return self.compile_cache.report() if self.compile_cache is not None else None
 
     def generation_config(self, input_len: int, output_len: int) -> GenerationConfig:
         """Greedy decoding of exactly `output_len` tokens: EOS is ignored, as trtllm-bench does."""
@@ -171,6 +192,8 @@ class HfGenerate(Backend):
         gc.collect()
         if self.device.startswith("cuda"):
             torch.cuda.empty_cache()
+        if self.compile_cache is not None:
+            self.compile_cache.close()
 
 
 class HfEager(HfGenerate):

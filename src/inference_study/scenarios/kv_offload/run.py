@@ -13,11 +13,14 @@ in a device tier of `gpu_pool_tokens` (which the running request shares) and, in
 host tier of `host_cache_tokens`, both least recently used first out. `EQUIVALENCE` says what matches and what does not. Beside it,
 `paged_reference` runs A,B,A,B through transformers' own paged pool of the same size (the `hf_paged`
 backend, `allow_block_sharing` on), whose prefix counter shows what transformers alone reuses.
+
+The two hf arms run round-robin, one A,B,A,B sequence of each per iteration, each on a fresh pool, until the
+stopping rule is met on each arm's round-1 and round-2 TTFT. The claim is round 2 (returning prompts) with the
+host cache against without; the control is round 1, where neither arm has anything to reuse.
 """
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,17 +32,23 @@ from inference_study.backends.hf.generate import GreedyRun, HfEager
 from inference_study.backends.hf.paged import HfPaged
 from inference_study.backends.hf.settings import HfPagedSettings
 from inference_study.scenarios.common import divergence, load_eager
-from inference_study.scenarios.kv_offload.record import KvOffloadRecord, KvOffloadRow
+from inference_study.scenarios.kv_offload.record import (
+    KvOffloadRecord,
+    KvOffloadRow,
+    claims,
+    controls,
+    expectation,
+    headline,
+    identical_outputs,
+)
 from inference_study.scenarios.kv_offload.settings import KvOffloadSettings
 from inference_study.scenarios.prefix_cache import Lookup, TieredPrefixCache, timed_lookup
-from inference_study.scenarios.records import Divergence, Expectation, agreement
+from inference_study.scenarios.records import Divergence
+from inference_study.scenarios.timing import Policy, converge, verdict
+from inference_study.stopping import Stopping
+from inference_study.uncertainty import interval
 from inference_study.workload import synthetic_input_ids
 
-EXPECTED = (
-    "With a device pool that holds one request, B evicts A's blocks: returning A and B reuse 0 blocks "
-    "without a host cache and more than 0 with it, and the outputs are identical either way (the KV "
-    "host-offload benchmarks)."
-)
 EQUIVALENCE = (
     "Equivalent to TensorRT-LLM's host cache: block-granular reuse of a prompt's full blocks (the last "
     "prompt token always prefilled), a device pool sized in tokens that the running request shares with "
@@ -67,6 +76,7 @@ class Request:
     """What a row needs from one served request of the sequence, whichever backend served it."""
 
     ttft_s: float
+    work_s: float  # the whole request's timed seconds (what the stopping rule counts)
     prompt_blocks: int | None
     reused_blocks: int | None
     reused_from: Literal["gpu", "host"] | None
@@ -88,7 +98,7 @@ class Served:
         return self.lookup_s + self.run.ttft_s
 
     def request(self) -> Request:
-        return Request(ttft_s=self.ttft_s, prompt_blocks=self.lookup.prompt_blocks, reused_blocks=self.reused_blocks,
+        return Request(ttft_s=self.ttft_s, work_s=self.lookup_s + self.run.elapsed_s, prompt_blocks=self.lookup.prompt_blocks, reused_blocks=self.reused_blocks,
                        reused_from=self.lookup.reused_from, prefilled_tokens=self.run.forward_lengths[0],
                        output_ids=self.run.output_ids)
 
@@ -112,7 +122,7 @@ def rows(
     settings: KvOffloadSettings, backend: str, host_cache: bool, sequences: list[list[Request]],
     null_reason: str | None = None,
 ) -> list[KvOffloadRow]:
-    """One row per request of the sequence: median TTFT over the timed sequences, counters of the last."""
+    """One row per request of the sequence: its TTFT over the timed sequences, counters of the last."""
     table = []
     for index, (name, round_) in enumerate(SEQUENCE):
         last = sequences[-1][index]
@@ -124,7 +134,7 @@ def rows(
                 prompt=name,
                 prompt_len=settings.prompt_len,
                 output_len=settings.output_len,
-                ttft_ms=statistics.median(s[index].ttft_s for s in sequences) * 1e3,
+                ttft_ms=interval([[s[index].ttft_s * 1e3 for s in sequences]]),
                 prompt_blocks=last.prompt_blocks,
                 reused_blocks=last.reused_blocks,
                 hit_rate=last.reused_blocks / last.prompt_blocks if last.prompt_blocks else None,
@@ -137,79 +147,52 @@ def rows(
     return table
 
 
-def _outcome(backend_rows: list[KvOffloadRow]) -> tuple[bool, str]:
-    """Whether one backend's returning prompts reused nothing without a host cache and something with it."""
-    returning = [r for r in backend_rows if r.round == 2]
-    if any(r.reused_blocks is None for r in returning):
-        return False, f"reuse counters null ({returning[0].null_reason})"
-    without = sum(r.reused_blocks for r in returning if not r.host_cache)
-    with_host = [r.reused_blocks for r in returning if r.host_cache]
-    words = f"returning prompts reused {without} blocks without a host cache and {with_host} with it"
-    return without == 0 and all(n > 0 for n in with_host), words
-
-
-def expectation(rows: list[KvOffloadRow], identical: bool, divergences: list[Divergence]) -> Expectation:
-    agree, outputs = agreement(identical, divergences)
-    outcomes = {b: _outcome([r for r in rows if r.backend == b]) for b in dict.fromkeys(r.backend for r in rows)}
-    observed = "; ".join(f"{backend}: {words}" for backend, (_, words) in outcomes.items())
-    met = all(ok for ok, _ in outcomes.values()) and agree
-    return Expectation(expected=EXPECTED, met=met, observed=f"{observed}; outputs {outputs} across rounds and arms")
-
-
-def identical_outputs(rows: list[KvOffloadRow]) -> bool:
-    """Every request of a prompt got the same tokens on one backend, in both arms and both rounds."""
-    first = {}
-    for r in rows:
-        first.setdefault((r.backend, r.prompt), r.output_ids)
-    return all(r.output_ids == first[(r.backend, r.prompt)] for r in rows)
-
-
-def returning_ttft_speedups(rows: list[KvOffloadRow]) -> dict[str, float]:
-    """Per backend: median TTFT of the returning prompts without the host cache over with it."""
-    speedups = {}
-    for backend in dict.fromkeys(r.backend for r in rows):
-        returning = {h: statistics.median(r.ttft_ms for r in rows if r.backend == backend and r.round == 2
-                                          and r.host_cache == h) for h in (False, True)}
-        speedups[backend] = returning[False] / returning[True]
-    return speedups
-
-
-def prompt_pairs(settings: KvOffloadSettings, vocab_size: int, seed: int, count: int) -> list[dict[str, list[int]]]:
-    """`count` distinct (A, B) pairs: the hf arms repeat one on fresh pools; an `LLM` keeps its pool, so each
-    of its sequences needs prompts it has not seen."""
-    ids = synthetic_input_ids(2 * count, settings.prompt_len, vocab_size, seed)
-    return [{"A": a, "B": b} for a, b in zip(ids[::2], ids[1::2])]
+def prompt_pair(settings: KvOffloadSettings, vocab_size: int, seed: int, index: int) -> dict[str, list[int]]:
+    """The `index`-th distinct (A, B) pair: the hf arms repeat the first on fresh pools; an `LLM` keeps its pool,
+    so each of its sequences sends a pair it has not seen."""
+    a, b = synthetic_input_ids(2, settings.prompt_len, vocab_size, seed + index)
+    return {"A": a, "B": b}
 
 
 def prompts_ab(settings: KvOffloadSettings, vocab_size: int, seed: int) -> dict[str, list[int]]:
-    return prompt_pairs(settings, vocab_size, seed, 1)[0]
+    return prompt_pair(settings, vocab_size, seed, 0)
+
+
+def sequence_work_s(sequence: list[Request]) -> float:
+    return sum(r.work_s for r in sequence)
+
+
+def sequence_rows(settings: KvOffloadSettings, backend: str,
+                  runs: dict[bool, list[list[Request]]]) -> list[KvOffloadRow]:
+    return [row for host_cache, sequences in runs.items() for row in rows(settings, backend, host_cache, sequences)]
 
 
 @torch.inference_mode()
 def measure(
-    backend: HfEager, settings: KvOffloadSettings, vocab_size: int, seed: int
-) -> tuple[list[KvOffloadRow], list[Divergence]]:
-    """Both arms on one loaded model: warmup sequences, then timed ones, each on a fresh pool; and where
-    an output differs from its prompt's first, whether that is a near-tie."""
+    backend: HfEager, settings: KvOffloadSettings, vocab_size: int, seed: int, policy: Policy
+) -> tuple[list[KvOffloadRow], list[Divergence], Stopping]:
+    """Both arms on one loaded model, one sequence of each per iteration (round-robin), every sequence on a fresh
+    pool, until the stopping rule is met on each arm's round-1 and round-2 TTFT; and where an output differs
+    from its prompt's first, whether that is a near-tie."""
     prompts = prompts_ab(settings, vocab_size, seed)
-    measured = []
-    for host_cache in (False, True):
-        for _ in range(settings.warmup_iterations):
-            serve_sequence(backend, settings, prompts, host_cache)
-        timed = [serve_sequence(backend, settings, prompts, host_cache) for _ in range(settings.iterations)]
-        measured += rows(settings, "hf", host_cache, [[s.request() for s in sequence] for sequence in timed])
-    first = {r.prompt: r for r in reversed(measured)}  # round 1 without a host cache: a full prefill
+    arms = {host_cache: (lambda h=host_cache: [s.request() for s in serve_sequence(backend, settings, prompts, h)])
+            for host_cache in (False, True)}
+    measured = converge(arms, warmup=settings.warmup_iterations, rule=policy.rule, work_s=sequence_work_s,
+                        requests=len, headline=lambda runs: headline(sequence_rows(settings, "hf", runs)))
+    table = sequence_rows(settings, "hf", measured.runs)
+    first = {r.prompt: r for r in reversed(table)}  # round 1 without a host cache: a full prefill
     divergences = [
-        found for r in measured
+        found for r in table
         if (found := divergence(backend, f"{r.prompt} round {r.round}, host cache {'on' if r.host_cache else 'off'}, "
                                 f"against its first request", prompts[r.prompt], first[r.prompt].output_ids, r.output_ids))
     ]
-    return measured, divergences
+    return table, divergences, measured.stopping
 
 
 def record(settings: KvOffloadSettings, measured: list[KvOffloadRow], divergences: list[Divergence],
-           **paged: object) -> KvOffloadRecord:
+           stopping: dict[str, Stopping], policy: Policy, **paged: object) -> KvOffloadRecord:
     identical = identical_outputs(measured)
+    checks = controls(measured)
     return KvOffloadRecord(
         gpu_pool_tokens=settings.gpu_pool_tokens,
         tokens_per_block=settings.tokens_per_block,
@@ -217,9 +200,13 @@ def record(settings: KvOffloadSettings, measured: list[KvOffloadRow], divergence
         rows=measured,
         identical_outputs=identical,
         divergences=divergences,
-        returning_ttft_speedup=returning_ttft_speedups(measured),
         equivalence=EQUIVALENCE,
         expectation=expectation(measured, identical, divergences),
+        verdict=verdict(warmup_iterations=settings.warmup_iterations, stopping=stopping,
+                        intervals=headline(measured), max_cv=policy.max_cv, controls=checks),
+        stopping=stopping,
+        claims=claims(measured),
+        controls=checks,
         **paged,
     )
 
@@ -253,17 +240,20 @@ def paged_reference(
     return reused, outputs
 
 
+TrtllmArms = Callable[[int, int], tuple[list[KvOffloadRow], dict[str, Stopping]]]
+
+
 def run_kv_offload(
     settings: KvOffloadSettings, model_dir: Path, dtype: str, device: str, vocab_size: int, seed: int,
-    trtllm: Callable[[int, int], list[KvOffloadRow]] | None = None,
+    policy: Policy, trtllm: TrtllmArms | None = None,
 ) -> KvOffloadRecord:
     """The hf arms and transformers' paged reference (when `hf` is among the backends), then the
     TensorRT-LLM arms when `trtllm` is given."""
-    measured, divergences, paged = [], [], {}
+    measured, divergences, paged, stopping = [], [], {}, {}
     if "hf" in settings.backends:
         backend = load_eager(model_dir, dtype, device)
         try:
-            measured, divergences = measure(backend, settings, vocab_size, seed)
+            measured, divergences, stopping["hf, both arms"] = measure(backend, settings, vocab_size, seed, policy)
         finally:
             backend.release()
         reused, outputs = paged_reference(settings, model_dir, dtype, device, prompts_ab(settings, vocab_size, seed))
@@ -271,5 +261,6 @@ def run_kv_offload(
         paged = {"paged_reused_tokens": reused,
                  "paged_identical_outputs": all(o == eager[n] for o, (n, _) in zip(outputs, SEQUENCE))}
     if trtllm is not None:
-        measured += trtllm(vocab_size, seed)
-    return record(settings, measured, divergences, **paged)
+        trt_rows, trt_stopping = trtllm(vocab_size, seed)
+        measured, stopping = measured + trt_rows, stopping | trt_stopping
+    return record(settings, measured, divergences, stopping, policy, **paged)

@@ -12,14 +12,13 @@ GreedyRun as `python -m inference_study.scenarios.kv_persist.run {save|load} SPE
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,19 +27,24 @@ from transformers import DynamicCache
 
 from inference_study.backends.hf.generate import GreedyRun, HfEager
 from inference_study.models import PROVENANCE_FILE
-from inference_study.scenarios.common import divergence, load_eager, repeated
-from inference_study.scenarios.kv_persist.record import KvPersistRecord, KvPersistRow
+from inference_study.scenarios.common import divergence, load_eager
+from inference_study.scenarios.kv_persist.record import (
+    KvPersistRecord,
+    KvPersistRow,
+    claims,
+    controls,
+    expectation,
+)
 from inference_study.scenarios.kv_persist.settings import KvPersistSettings
-from inference_study.scenarios.records import Divergence, Expectation, agreement
+from inference_study.scenarios.records import Divergence
+from inference_study.scenarios.timing import Policy, converge, scaled, verdict
+from inference_study.stopping import Stopping, StoppingRule
 from inference_study.strict import Record
 from inference_study.tensor_files import CacheRefused, read_tensor_file, write_tensor_file
+from inference_study.uncertainty import Interval, interval
 from inference_study.workload import synthetic_input_ids
 
 CACHE_FORMAT = "inference-study/prefix-kv/1"
-EXPECTED = (
-    "The second instance finds the saved prefix, prefills only the new tokens (skips the prefix's "
-    "prefill) and its output is identical to the first instance's (the persistent-KV write-up)."
-)
 
 
 def fingerprint(model_dir: Path, dtype: str, attn_implementation: str) -> str:
@@ -110,7 +114,8 @@ def load_prefix_cache(
 
 
 class InstanceSpec(Record):
-    """What the parent tells each instance process: the model, the prompts and where the caches live."""
+    """What the parent tells each instance process: the model, the prompts, where the caches live, and the
+    stopping rule of its timed loops."""
 
     model_dir: Path
     dtype: str
@@ -120,64 +125,93 @@ class InstanceSpec(Record):
     prompts: list[list[int]]
     output_len: int
     warmup_iterations: int
-    iterations: int
+    stopping: StoppingRule
 
 
 class InstanceRow(BaseModel):
-    """One prompt as one instance saw it."""
+    """One prompt as one instance saw it: its TTFT over the timed repeats and how the loop stopped."""
 
-    ttft_s: float
+    ttft_s: Interval
+    stopping: Stopping
     output_ids: list[int]
     prefilled_tokens: int
+    control_ttft_s: Interval | None = None  # instance 2: the whole prompt prefilled, round-robin with the warm runs
     cache_bytes: int | None = None
-    load_s: float | None = None
+    load_s: Interval | None = None
     cache_used: bool = False
     refused_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Served:
+    """One request of instance 2: the prefix read from disk (outside TTFT; 0 when nothing was read) and the
+    generation."""
+
+    load_s: float
+    run: GreedyRun
 
 
 def cache_path(spec: InstanceSpec, prefix_len: int) -> Path:
     return spec.cache_dir / f"prefix_{prefix_len}.safetensors"
 
 
-def _summary(runs: list[GreedyRun]) -> dict[str, object]:
-    return {
-        "ttft_s": statistics.median(r.ttft_s for r in runs),
-        "output_ids": runs[-1].output_ids,
-        "prefilled_tokens": runs[-1].forward_lengths[0],
-    }
-
-
-def _timed(backend: HfEager, spec: InstanceSpec, prompt: list[int], cache: DynamicCache | None) -> list[GreedyRun]:
-    return repeated(
-        lambda: backend.greedy(prompt, spec.output_len, past_key_values=copy.deepcopy(cache)),
-        spec.warmup_iterations,
-        spec.iterations,
-    )
+def _ttft(timed: list[GreedyRun]) -> Interval:
+    return interval([[r.ttft_s for r in timed]])
 
 
 @torch.inference_mode()
 def compute_and_save(backend: HfEager, spec: InstanceSpec, prefix_len: int, prompt: list[int]) -> InstanceRow:
-    """Instance 1: cold generation (full prefill), then the prefix's KV computed and saved."""
-    runs = _timed(backend, spec, prompt, None)
+    """Instance 1: cold generations (full prefill) until the stopping rule is met, then the prefix's KV
+    computed and saved."""
+    measured = converge({"cold": lambda: backend.greedy(prompt, spec.output_len)}, warmup=spec.warmup_iterations,
+                        rule=spec.stopping, work_s=lambda r: r.elapsed_s, requests=lambda r: 1,
+                        headline=lambda runs: {"TTFT cold": _ttft(runs["cold"])})
+    runs = measured.runs["cold"]
     cache = DynamicCache(config=backend.model_config)
     backend.prefill(prompt[:prefix_len], cache)
     model_fingerprint = fingerprint(spec.model_dir, spec.dtype, backend.settings.attn_implementation)
     size = save_prefix_cache(cache_path(spec, prefix_len), cache, prompt[:prefix_len], model_fingerprint)
-    return InstanceRow(**_summary(runs), cache_bytes=size)
+    return InstanceRow(ttft_s=_ttft(runs), stopping=measured.stopping, output_ids=runs[-1].output_ids,
+                       prefilled_tokens=runs[-1].forward_lengths[0], cache_bytes=size)
 
 
+@torch.inference_mode()
 def load_and_generate(
     backend: HfEager, spec: InstanceSpec, prefix_len: int, prompt: list[int]
 ) -> InstanceRow:
-    """Instance 2: load the saved prefix and prefill the rest; a refused file means computing it all."""
+    """Instance 2: load the saved prefix and prefill the rest (each warm request reads the file anew), round-robin
+    with a cold request that prefills the whole prompt as instance 1 did; a refused file means computing it all."""
     model_fingerprint = fingerprint(spec.model_dir, spec.dtype, backend.settings.attn_implementation)
-    start = time.perf_counter()
+    path = cache_path(spec, prefix_len)
+    refused = None
     try:
-        cache = load_prefix_cache(cache_path(spec, prefix_len), prompt, model_fingerprint, backend)
-    except CacheRefused as refused:
-        return InstanceRow(**_summary(_timed(backend, spec, prompt, None)), refused_reason=str(refused))
-    load_s = time.perf_counter() - start
-    return InstanceRow(**_summary(_timed(backend, spec, prompt, cache)), load_s=load_s, cache_used=True)
+        load_prefix_cache(path, prompt, model_fingerprint, backend)
+    except CacheRefused as error:
+        refused = str(error)
+
+    def warm() -> Served:
+        if refused:
+            return Served(0.0, backend.greedy(prompt, spec.output_len))
+        start = time.perf_counter()
+        cache = load_prefix_cache(path, prompt, model_fingerprint, backend)
+        return Served(time.perf_counter() - start, backend.greedy(prompt, spec.output_len, past_key_values=cache))
+
+    def cold() -> Served:
+        return Served(0.0, backend.greedy(prompt, spec.output_len))
+
+    def headline(runs: dict[str, list[Served]]) -> dict[str, Interval]:
+        return {"TTFT warm": _ttft([w.run for w in runs["warm"]]),
+                "TTFT cold (control)": _ttft([w.run for w in runs["cold"]])}
+
+    measured = converge({"warm": warm, "cold": cold}, warmup=spec.warmup_iterations, rule=spec.stopping,
+                        work_s=lambda w: w.load_s + w.run.elapsed_s, requests=lambda w: 1, headline=headline)
+    warm_runs = measured.runs["warm"]
+    last = warm_runs[-1].run
+    return InstanceRow(ttft_s=_ttft([w.run for w in warm_runs]), stopping=measured.stopping, output_ids=last.output_ids,
+                       prefilled_tokens=last.forward_lengths[0],
+                       control_ttft_s=_ttft([w.run for w in measured.runs["cold"]]),
+                       load_s=None if refused else interval([[w.load_s for w in warm_runs]]),
+                       cache_used=refused is None, refused_reason=refused)
 
 
 INSTANCES = {"save": compute_and_save, "load": load_and_generate}
@@ -197,18 +231,6 @@ def spawn_instance(role: str, spec: InstanceSpec, work_dir: Path) -> list[Instan
     return [InstanceRow.model_validate(row) for row in json.loads(out_file.read_text())]
 
 
-def expectation(rows: list[KvPersistRow], divergences: list[Divergence]) -> Expectation:
-    skipped = [r for r in rows if r.cache_used and r.prefilled_tokens_warm == r.prompt_len - r.prefix_len]
-    identical = sum(r.identical_output for r in rows)
-    agree, outputs = agreement(identical == len(rows), divergences)
-    faster = sum(r.ttft_speedup > 1 for r in rows)
-    observed = (
-        f"{len(skipped)} of {len(rows)} prefixes loaded with only the new tokens prefilled; output identical "
-        f"in {identical} of {len(rows)} ({outputs}); warm TTFT lower in {faster} of {len(rows)}"
-    )
-    return Expectation(expected=EXPECTED, met=len(skipped) == len(rows) and agree, observed=observed)
-
-
 def warm_divergences(
     model_dir: Path, dtype: str, device: str, prompts: list[list[int]], cold: list[InstanceRow], warm: list[InstanceRow]
 ) -> list[Divergence]:
@@ -226,7 +248,7 @@ def warm_divergences(
 
 
 def run_kv_persist(
-    settings: KvPersistSettings, model_dir: Path, dtype: str, device: str, vocab_size: int, seed: int
+    settings: KvPersistSettings, model_dir: Path, dtype: str, device: str, vocab_size: int, seed: int, policy: Policy
 ) -> KvPersistRecord:
     """Instance 1 and instance 2 as two processes, one after the other, over every prefix length."""
     prompts = [
@@ -242,7 +264,7 @@ def run_kv_persist(
             prompts=prompts,
             output_len=settings.output_len,
             warmup_iterations=settings.warmup_iterations,
-            iterations=settings.iterations,
+            stopping=policy.rule,
         )
         cold = spawn_instance("save", spec, Path(work))
         warm = spawn_instance("load", spec, Path(work))
@@ -251,11 +273,11 @@ def run_kv_persist(
             prefix_len=n,
             prompt_len=len(prompt),
             output_len=settings.output_len,
-            ttft_cold_ms=c.ttft_s * 1e3,
-            ttft_warm_ms=w.ttft_s * 1e3,
-            ttft_speedup=c.ttft_s / w.ttft_s,
+            ttft_cold_ms=scaled(c.ttft_s, 1e3),
+            ttft_warm_ms=scaled(w.ttft_s, 1e3),
+            ttft_cold_instance2_ms=scaled(w.control_ttft_s, 1e3),
             cache_bytes=c.cache_bytes,
-            load_ms=w.load_s * 1e3 if w.load_s is not None else None,
+            load_ms=scaled(w.load_s, 1e3) if w.load_s is not None else None,
             prefilled_tokens_cold=c.prefilled_tokens,
             prefilled_tokens_warm=w.prefilled_tokens,
             cache_used=w.cache_used,
@@ -265,8 +287,22 @@ def run_kv_persist(
         for n, prompt, c, w in zip(settings.prefix_lens, prompts, cold, warm)
     ]
     divergences = warm_divergences(model_dir, dtype, device, prompts, cold, warm)
+    stopping = {f"instance {i}, prefix {n}": row.stopping
+                for i, instance in ((1, cold), (2, warm)) for n, row in zip(settings.prefix_lens, instance)}
+    return record(settings, rows, divergences, stopping, policy)
+
+
+def record(settings: KvPersistSettings, rows: list[KvPersistRow], divergences: list[Divergence],
+           stopping: dict[str, Stopping], policy: Policy) -> KvPersistRecord:
+    checks = controls(rows)
+    timings = {f"prefix {r.prefix_len} {name}": timing for r in rows
+               for name, timing in (("TTFT cold", r.ttft_cold_ms), ("TTFT warm", r.ttft_warm_ms),
+                                    ("TTFT cold in instance 2", r.ttft_cold_instance2_ms)) if timing is not None}
     return KvPersistRecord(
-        cache_format=CACHE_FORMAT, rows=rows, divergences=divergences, expectation=expectation(rows, divergences)
+        cache_format=CACHE_FORMAT, rows=rows, divergences=divergences, expectation=expectation(rows, divergences),
+        verdict=verdict(warmup_iterations=settings.warmup_iterations, stopping=stopping, intervals=timings,
+                        max_cv=policy.max_cv, controls=checks),
+        stopping=stopping, claims=claims(rows), controls=checks,
     )
 
 

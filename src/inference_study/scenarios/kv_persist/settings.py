@@ -11,7 +11,7 @@ from inference_study.strict import UniquePositive
 class KvPersistSettings(ScenarioSettings):
     """A prefix KV cache saved by one process and loaded by another (the persistent-KV write-up)."""
 
-    prefix_lens: UniquePositive = [64, 256]
+    prefix_lens: UniquePositive = Field(default_factory=lambda: [64, 256])
     suffix_len: int = Field(
         default=16,
         ge=1,

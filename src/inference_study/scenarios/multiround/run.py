@@ -11,6 +11,8 @@ Each round, every user in turn sends its whole history plus `new_tokens_per_roun
 
 Before the timed rounds each user's context is prefilled once into the reuse arms' caches (untimed and
 uncounted), as the multi-round chat benchmark precomputes it; TTFT, E2E and the counters cover the R rounds only.
+At each user count the three arms run round-robin, one pass of each per iteration (fresh caches every pass),
+until the stopping rule is met on every arm's TTFT P50 and E2E.
 
 The PyTorch equivalent is prefix caches kept per user (`prefix_cache.TieredPrefixCache`, shared with
 kv_offload), not continuous batching's prefix sharing: transformers' paged pool keeps a finished request's
@@ -25,7 +27,6 @@ through the LLM API with those three KvCacheConfig settings; it runs only where 
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,20 +37,21 @@ import torch
 
 from inference_study.backends.hf.generate import HfEager, synchronize
 from inference_study.scenarios.common import divergence, load_eager
-from inference_study.scenarios.multiround.record import MultiroundRecord, MultiroundRow
+from inference_study.scenarios.multiround.record import (
+    MultiroundRecord,
+    MultiroundRow,
+    claims,
+    controls,
+    expectation,
+)
 from inference_study.scenarios.multiround.settings import MULTIROUND_ARMS, MultiroundArm, MultiroundSettings
 from inference_study.scenarios.prefix_cache import TieredPrefixCache, timed_lookup
-from inference_study.scenarios.records import Divergence, Expectation, agreement
+from inference_study.scenarios.records import Divergence
+from inference_study.scenarios.timing import Policy, converge, verdict
+from inference_study.stopping import Stopping, StoppingRule
+from inference_study.uncertainty import Interval, interval
 from inference_study.workload import synthetic_input_ids
 
-EXPECTED = (
-    "With KV reuse a returning user prefills only its new tokens, so TTFT falls below the no-reuse arm's while "
-    "every user's history fits on the device; once U x history exceeds the device budget the GPU-only arm's reuse "
-    "hit rate collapses (the cliff) while the host-offload arm keeps reusing histories brought back from host "
-    "memory; greedy outputs are identical in every arm (the multi-round chat benchmark: 16k contexts, 10 rounds, 64/64 tokens, "
-    "Llama-3.1-70B). Met is judged on the reuse counters and the outputs; the TTFT and E2E columns show whether "
-    "time followed."
-)
 EQUIVALENCE = (
     "PyTorch arms: prefix caches kept per user, the honest equivalent here (transformers' continuous batching "
     "keeps a finished request's blocks reusable only until they are reallocated, and has no host tier for them). "
@@ -164,8 +166,14 @@ def fits_on_device(settings: MultiroundSettings, users: int) -> bool:
     return users * settings.longest_sequence() <= settings.gpu_kv_tokens
 
 
-def _percentile(values: list[float], q: float) -> float:
+def _percentile_ms(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) * 1e3
+
+
+def _per_iteration(timed: list[Served], q: float, round_: int | None = None) -> Interval:
+    """One value per timed iteration: the q-th percentile of its requests' TTFT (of one round's, when given), ms."""
+    return interval([[_percentile_ms([r.ttft_s for r in served.requests if round_ is None or r.round == round_], q)
+                      for served in timed]])
 
 
 def _sum(values: list[int | None]) -> int | None:
@@ -176,10 +184,9 @@ def row(
     backend: str, arm: MultiroundArm, users: int, settings: MultiroundSettings, timed: list[Served],
     reference: list[Request] | None,
 ) -> MultiroundRow:
-    """TTFT percentiles over every timed request (per round: over that round's users); counters of the last."""
+    """Each timing over the timed iterations (per iteration, the percentile over its requests, or over one round's
+    users); counters of the last iteration."""
     last = timed[-1].requests
-    ttfts = [r.ttft_s for served in timed for r in served.requests]
-    per_round = [[r.ttft_s for served in timed for r in served.requests if r.round == n] for n in range(settings.rounds)]
     prompt_tokens = sum(r.prompt_len for r in last)
     reused = _sum([r.reused_tokens for r in last])
     from_host = None if reused is None else sum(r.reused_tokens for r in last if r.reused_from == "host")
@@ -190,11 +197,11 @@ def row(
         rounds=settings.rounds,
         requests=len(last),
         fits_on_device=fits_on_device(settings, users),
-        ttft_p50_ms=_percentile(ttfts, 50),
-        ttft_p99_ms=_percentile(ttfts, 99),
-        round_ttft_p50_ms=[_percentile(values, 50) for values in per_round],
-        round_ttft_p99_ms=[_percentile(values, 99) for values in per_round],
-        e2e_s=statistics.median(served.e2e_s for served in timed),
+        ttft_p50_ms=_per_iteration(timed, 50),
+        ttft_p99_ms=_per_iteration(timed, 99),
+        round_ttft_p50_ms=[_per_iteration(timed, 50, n) for n in range(settings.rounds)],
+        round_ttft_p99_ms=[_per_iteration(timed, 99, n) for n in range(settings.rounds)],
+        e2e_s=interval([[served.e2e_s for served in timed]]),
         prompt_tokens=prompt_tokens,
         reused_tokens=reused,
         reused_from_host_tokens=from_host,
@@ -214,19 +221,28 @@ ArmServer = Callable[[MultiroundArm, int], Served]
 Diverged = Callable[[str, int, int, list[int], list[int]], None]  # (what, user, round, reference, candidate)
 
 
+def _headline(runs: dict[MultiroundArm, list[Served]]) -> dict[str, Interval]:
+    return {f"{arm} {name}": value for arm, timed in runs.items()
+            for name, value in (("TTFT P50", _per_iteration(timed, 50)),
+                                ("E2E", interval([[s.e2e_s for s in timed]])))}
+
+
 def sweep(
-    backend: str, serve_arm: ArmServer, settings: MultiroundSettings, diverged: Diverged | None = None
-) -> tuple[list[MultiroundRow], bool]:
-    """Every user count, every arm on it in turn (`iterations` times each); and whether every request of a
-    user and round got the same tokens in every arm and at every user count. `diverged` hears of each
+    backend: str, serve_arm: ArmServer, settings: MultiroundSettings, rule: StoppingRule,
+    diverged: Diverged | None = None,
+) -> tuple[list[MultiroundRow], bool, dict[str, Stopping]]:
+    """Every user count, its three arms round-robin (one pass of each per iteration, each on fresh caches) until
+    the stopping rule is met on every arm's TTFT P50 and E2E; whether every request of a user and round got the
+    same tokens in every arm and at every user count; and each user count's loop. `diverged` hears of each
     user's first differing request per arm and user count (its prompt is still the reference's)."""
-    rows, outputs, identical = [], {}, True
+    rows, outputs, identical, stopping = [], {}, True, {}
     for users in settings.users:
-        reference = None
-        for arm in MULTIROUND_ARMS:
-            timed = [serve_arm(arm, users) for _ in range(settings.iterations)]
-            if arm == "no_reuse":
-                reference = timed[-1].requests
+        arms = {arm: (lambda a=arm, u=users: serve_arm(a, u)) for arm in MULTIROUND_ARMS}
+        measured = converge(arms, warmup=0, rule=rule, work_s=lambda s: s.e2e_s, requests=lambda s: len(s.requests),
+                            headline=_headline)
+        stopping[f"{backend}, U={users}"] = measured.stopping
+        reference = measured.runs["no_reuse"][-1].requests
+        for arm, timed in measured.runs.items():
             rows.append(row(backend, arm, users, settings, timed, reference))
             first_differing: dict[int, Request] = {}
             for served in timed:
@@ -239,57 +255,7 @@ def sweep(
                 if diverged:
                     diverged(f"{arm}, U={users}, user {r.user} round {r.round} against its first request",
                              r.user, r.round, outputs[(r.user, r.round)], r.output_ids)
-    return rows, identical
-
-
-def _rate(rows: list[MultiroundRow], arm: str, users: int) -> float | None:
-    return next((r.hit_rate for r in rows if r.arm == arm and r.users == users), None)
-
-
-def _shown(rate: float | None) -> str:
-    return "not reported" if rate is None else f"{rate:.0%}"
-
-
-def _ttft_ratio(rows: list[MultiroundRow], slow: str, fast: str, users: int) -> str:
-    p50 = {r.arm: r.ttft_p50_ms for r in rows if r.users == users}
-    return f"{p50[slow] / p50[fast]:.2f}x"
-
-
-def expectation(
-    settings: MultiroundSettings, rows: list[MultiroundRow], identical: bool, divergences: list[Divergence] = ()
-) -> Expectation:
-    """Judged on the hf rows (the TensorRT-LLM rows, when measured, are reported beside them), or on the
-    TensorRT-LLM rows when they are the only ones; a counter the backend does not report fails the check."""
-    hf = [r for r in rows if r.backend == "hf"] or rows
-    fitting = [u for u in settings.users if fits_on_device(settings, u)]
-    beyond = [u for u in settings.users if not fits_on_device(settings, u)]
-    no_reuse_zero = all(r.hit_rate == 0 for r in hf if r.arm == "no_reuse")
-    reuse_while_fitting = all(
-        r.hit_rate is not None and r.hit_rate > 0 for r in hf if r.arm != "no_reuse" and r.users in fitting
-    )
-    agree, outputs = agreement(identical, list(divergences))
-    parts = [f"outputs {outputs} across arms and user counts"]
-    if fitting:
-        u = max(fitting)
-        parts.append(
-            f"at U={u} (fits) hit rate {_shown(_rate(hf, 'reuse_gpu_only', u))} GPU-only, "
-            f"{_shown(_rate(hf, 'reuse_host_offload', u))} host offload; TTFT P50 no reuse / GPU-only reuse "
-            f"{_ttft_ratio(hf, 'no_reuse', 'reuse_gpu_only', u)}"
-        )
-    if beyond:
-        u = max(beyond)
-        gpu, host = _rate(hf, "reuse_gpu_only", u), _rate(hf, "reuse_host_offload", u)
-        parts.append(
-            f"at U={u} (exceeds the {settings.gpu_kv_tokens}-token device budget) hit rate {_shown(gpu)} "
-            f"GPU-only, {_shown(host)} host offload; TTFT P50 GPU-only / host offload "
-            f"{_ttft_ratio(hf, 'reuse_gpu_only', 'reuse_host_offload', u)}"
-        )
-        cliff = gpu is not None and host is not None and host > gpu
-    else:
-        parts.append("no user count exceeds the device budget, so the cliff is not shown")
-        cliff = False
-    met = agree and no_reuse_zero and reuse_while_fitting and cliff
-    return Expectation(expected=EXPECTED, met=met, observed="; ".join(parts))
+    return rows, identical, stopping
 
 
 def reference_prompt(work: Workload, outputs: dict[tuple[int, int], list[int]], user: int, round_: int) -> list[int]:
@@ -302,10 +268,10 @@ def reference_prompt(work: Workload, outputs: dict[tuple[int, int], list[int]], 
 
 @torch.inference_mode()
 def measure_hf(
-    backend: HfEager, settings: MultiroundSettings, work: Workload
-) -> tuple[list[MultiroundRow], bool, list[Divergence]]:
-    """The transformers arms on one loaded model, after `warmup_iterations` untimed requests; and the first
-    divergence of each request that differs from its reference."""
+    backend: HfEager, settings: MultiroundSettings, work: Workload, rule: StoppingRule
+) -> tuple[list[MultiroundRow], bool, list[Divergence], dict[str, Stopping]]:
+    """The transformers arms on one loaded model, after `warmup_iterations` untimed requests; the first
+    divergence of each request that differs from its reference; and each user count's loop."""
     first = work.contexts[0] + work.new_tokens[0][0]
     for _ in range(settings.warmup_iterations):
         backend.greedy(first, settings.output_len)
@@ -318,17 +284,21 @@ def measure_hf(
             references.setdefault((r.user, r.round), r.output_ids)
         return served
 
-    rows, identical = sweep("hf", serve_arm, settings, lambda *found: pending.append(found))
+    rows, identical, stopping = sweep("hf", serve_arm, settings, rule, lambda *found: pending.append(found))
     divergences = [
         found for what, user, round_, reference, candidate in pending
         if (found := divergence(backend, what, reference_prompt(work, references, user, round_), reference, candidate))
     ]
-    return rows, identical, divergences
+    return rows, identical, divergences, stopping
 
 
 def record(
-    settings: MultiroundSettings, rows: list[MultiroundRow], identical: bool, divergences: list[Divergence] = ()
+    settings: MultiroundSettings, rows: list[MultiroundRow], identical: bool, divergences: list[Divergence],
+    stopping: dict[str, Stopping], policy: Policy,
 ) -> MultiroundRecord:
+    checks = controls(rows)
+    timings = {f"{r.backend} {r.arm} U={r.users} {name}": value for r in rows
+               for name, value in (("TTFT P50", r.ttft_p50_ms), ("E2E", r.e2e_s))}
     return MultiroundRecord(
         context_len=settings.context_len,
         rounds=settings.rounds,
@@ -341,24 +311,34 @@ def record(
         identical_outputs=identical,
         divergences=list(divergences),
         equivalence=EQUIVALENCE,
-        expectation=expectation(settings, rows, identical, divergences),
+        expectation=expectation(rows, identical, list(divergences),
+                                [u for u in settings.users if fits_on_device(settings, u)],
+                                [u for u in settings.users if not fits_on_device(settings, u)], settings.gpu_kv_tokens),
+        verdict=verdict(warmup_iterations=settings.warmup_iterations, stopping=stopping, intervals=timings,
+                        max_cv=policy.max_cv, controls=checks),
+        stopping=stopping,
+        claims=claims(rows),
+        controls=checks,
     )
+
+
+TrtllmArms = Callable[[Workload], tuple[list[MultiroundRow], bool, dict[str, Stopping]]]
 
 
 def run_multiround(
     settings: MultiroundSettings, model_dir: Path, dtype: str, device: str, vocab_size: int, seed: int,
-    trtllm: Callable[[Workload], tuple[list[MultiroundRow], bool]] | None = None,
+    policy: Policy, trtllm: TrtllmArms | None = None,
 ) -> MultiroundRecord:
     """The hf arms (when `hf` is among the backends), then the TensorRT-LLM arms when `trtllm` is given."""
     work = workload(settings, vocab_size, seed)
-    rows, identical, divergences = [], True, []
+    rows, identical, divergences, stopping = [], True, [], {}
     if "hf" in settings.backends:
         backend = load_eager(model_dir, dtype, device)
         try:
-            rows, identical, divergences = measure_hf(backend, settings, work)
+            rows, identical, divergences, stopping = measure_hf(backend, settings, work, policy.rule)
         finally:
             backend.release()
     if trtllm is not None:
-        trt_rows, trt_identical = trtllm(work)
-        rows, identical = rows + trt_rows, identical and trt_identical
-    return record(settings, rows, identical, divergences)
+        trt_rows, trt_identical, trt_stopping = trtllm(work)
+        rows, identical, stopping = rows + trt_rows, identical and trt_identical, stopping | trt_stopping
+    return record(settings, rows, identical, divergences, stopping, policy)

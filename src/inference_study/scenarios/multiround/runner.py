@@ -6,12 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from inference_study.plan import ScenarioUnit
+from inference_study.scenarios.common import policy
 from inference_study.scenarios.multiround.record import MultiroundRecord
 from inference_study.scenarios.multiround.run import run_multiround
 from inference_study.scenarios.multiround.trtllm import trtllm_arms
 
 
 def run(unit: ScenarioUnit, model_dir: Path, device: str, vocab_size: int) -> MultiroundRecord:
+    timing = policy(unit)
     pytorch = unit.variant_settings.get("trtllm_pytorch")
-    trtllm = trtllm_arms(unit.settings, pytorch, model_dir, unit.model.dtype, device) if pytorch else None
-    return run_multiround(unit.settings, model_dir, unit.model.dtype, device, vocab_size, unit.bench.seed, trtllm)
+    trtllm = trtllm_arms(unit.settings, pytorch, model_dir, unit.model.dtype, device, timing) if pytorch else None
+    return run_multiround(unit.settings, model_dir, unit.model.dtype, device, vocab_size, unit.bench.seed, timing,
+                          trtllm)

@@ -17,8 +17,8 @@ class MultiroundSettings(ScenarioSettings):
     """U users, each with a long context, over R rounds round-robin; each round adds new tokens and
     generates output; with and without KV reuse, with and without a host tier (as in the multi-round chat benchmark).
 
-    `warmup_iterations` untimed requests (user 0's first prompt, no reuse) precede the timed sweep;
-    `iterations` repeats the whole sweep (every arm × user count), each time on fresh caches.
+    `warmup_iterations` untimed requests (user 0's first prompt, no reuse) precede the timed sweep; at each user
+    count the three arms then run round-robin, each pass on fresh caches, until the stopping rule is met.
     """
 
     users: UniquePositive = Field(default=[1, 2, 4, 8], description="user counts U swept; each >= 1")

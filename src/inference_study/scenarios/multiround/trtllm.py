@@ -6,7 +6,9 @@ API's PyTorch backend, one `LLM` per arm, each with its own `KvCacheConfig`:
 * `reuse_host_offload`: `enable_block_reuse=True, host_cache_size=host_cache_tokens x KV bytes per token`;
 
 all with `max_tokens=gpu_kv_tokens` and `tokens_per_block`, built by `trtllm.calls.block_reuse_kv_cache_kwargs`
-(whose names the contract test checks per version). Requests go one at a time, as the hf arms do. TTFT is the
+(whose names the contract test checks per version). Requests go one at a time, as the hf arms do, and the arms
+of a user count round-robin under the stopping rule (each pass loads its own `LLM`; E2E counts the rounds only,
+never a load). TTFT is the
 first streamed token's arrival; the reuse counters are each request's
 `request_perf_metrics.kv_cache_metrics` (reused blocks x tokens per block), null with the reason where the
 version reports none. Which tier a reused block came from is not reported per request, so that is null.
@@ -28,6 +30,8 @@ from inference_study.results import ModelGeometry
 from inference_study.scenarios.multiround.record import MultiroundRow
 from inference_study.scenarios.multiround.run import Request, Served, Workload, serve_rounds, sweep
 from inference_study.scenarios.multiround.settings import MultiroundArm, MultiroundSettings
+from inference_study.scenarios.timing import Policy
+from inference_study.stopping import Stopping
 from inference_study.trtllm.calls import block_reuse_kv_cache_kwargs
 from inference_study.trtllm.settings import TrtllmPytorchSettings
 
@@ -70,8 +74,9 @@ def serve_trtllm(backend: TrtllmPytorch, settings: MultiroundSettings, users: in
 
 
 def trtllm_arms(
-    settings: MultiroundSettings, pytorch: TrtllmPytorchSettings, model_dir: Path, dtype: str, device: str
-) -> Callable[[Workload], tuple[list[MultiroundRow], bool]]:
+    settings: MultiroundSettings, pytorch: TrtllmPytorchSettings, model_dir: Path, dtype: str, device: str,
+    policy: Policy,
+) -> Callable[[Workload], tuple[list[MultiroundRow], bool, dict[str, Stopping]]]:
     """What `run_multiround` calls for the TensorRT-LLM rows: each arm loads its own `LLM` (a fresh pool)."""
     geometry = ModelGeometry(**model_geometry(model_dir, DTYPE_BYTES[dtype]))
     longest = settings.longest_sequence()
@@ -87,7 +92,7 @@ def trtllm_arms(
         finally:
             backend.release()
 
-    def run(work: Workload) -> tuple[list[MultiroundRow], bool]:
-        return sweep("trtllm_pytorch", lambda arm, users: serve_arm(work, arm, users), settings)
+    def run(work: Workload) -> tuple[list[MultiroundRow], bool, dict[str, Stopping]]:
+        return sweep("trtllm_pytorch", lambda arm, users: serve_arm(work, arm, users), settings, policy.rule)
 
     return run

@@ -5,11 +5,15 @@ the tokens that followed the last n-gram's earlier occurrence in the prompt or t
 verify them in one forward pass. Greedy verification keeps the output identical to plain greedy.
 Random weights make acceptance rates unrepresentative of a trained model; each workload's measured
 n-gram overlap is recorded beside them so the cause is visible.
+
+Per workload, plain greedy and every setting run round-robin, one request of each per iteration, until the
+stopping rule is met on every arm's tokens/s (timing.converge): a change in the machine's load falls on all
+of them alike. Each setting's speedup over greedy is a claim with its interval; settings whose drafts were
+identical are the controls.
 """
 
 from __future__ import annotations
 
-import statistics
 from functools import partial
 from itertools import product
 
@@ -17,10 +21,20 @@ import torch
 from transformers.generation.candidate_generator import PromptLookupCandidateGenerator
 
 from inference_study.backends.hf.generate import GreedyRun, HfEager
-from inference_study.scenarios.common import divergence, repeated
-from inference_study.scenarios.ngram.record import NgramRecord, NgramRow, NgramWorkloadInfo
+from inference_study.scenarios.common import divergence
+from inference_study.scenarios.ngram.record import (
+    NgramRecord,
+    NgramRow,
+    NgramWorkloadInfo,
+    claims,
+    controls,
+    expectation,
+)
 from inference_study.scenarios.ngram.settings import NgramSettings, NgramWorkload
-from inference_study.scenarios.records import Divergence, Expectation, agreement
+from inference_study.scenarios.records import Divergence
+from inference_study.scenarios.timing import Policy, Repeats, converge, verdict
+from inference_study.stopping import Stopping
+from inference_study.uncertainty import Interval, interval
 from inference_study.workload import synthetic_input_ids
 
 SEED_LEN = 16
@@ -29,11 +43,7 @@ CONSTRUCTIONS = {
     "length: the output continues text the prompt already holds, as an edit repeats the text it edits",
     "low_overlap": "uniformly random tokens: nothing in the prompt predicts the output",
 }
-EXPECTED = (
-    "Output identical to plain greedy decoding for every draft length and n-gram size; on the "
-    "high-overlap workload drafts are accepted and decoding is faster (the n-gram speculation write-up: editing, code "
-    "modification and templates work best)."
-)
+GREEDY = (0, 0)  # the arm key of plain greedy among (draft length, n-gram size) keys
 
 
 def ngram_overlap(prompt: list[int], output: list[int], n: int) -> tuple[float, float]:
@@ -78,8 +88,28 @@ def proposed_drafts(prompt: list[int], run: GreedyRun, draft_len: int, ngram_siz
     return proposed
 
 
-def tokens_per_s(runs: list[GreedyRun]) -> float:
-    return len(runs[0].output_ids) / statistics.median(r.elapsed_s for r in runs)
+def tokens_per_s(run: GreedyRun) -> float:
+    return len(run.output_ids) / run.elapsed_s
+
+
+def arm_name(arm: tuple[int, int]) -> str:
+    return "plain greedy" if arm == GREEDY else f"draft {arm[0]}, n-gram {arm[1]}"
+
+
+def _headline(runs: dict[tuple[int, int], list[GreedyRun]]) -> dict[str, Interval]:
+    return {f"{arm_name(arm)} tokens/s": interval([[tokens_per_s(r) for r in timed]]) for arm, timed in runs.items()}
+
+
+def measure_workload(backend: HfEager, prompt: list[int], settings: NgramSettings,
+                     policy: Policy) -> Repeats[tuple[int, int], GreedyRun]:
+    """Plain greedy and every draft length × n-gram size on one prompt, one run of each per iteration
+    (round-robin), until the stopping rule is met on every arm's tokens/s."""
+    arms = {GREEDY: partial(backend.greedy, prompt, settings.output_len)}
+    arms |= {(k, n): partial(backend.greedy, prompt, settings.output_len, prompt_lookup_num_tokens=k,
+                             max_matching_ngram_size=n)
+             for k, n in product(settings.draft_lens, settings.ngram_sizes)}
+    return converge(arms, warmup=settings.warmup_iterations, rule=policy.rule, work_s=lambda r: r.elapsed_s,
+                    requests=lambda r: 1, headline=_headline)
 
 
 def speculative_row(
@@ -89,25 +119,13 @@ def speculative_row(
     greedy: list[GreedyRun],
     draft_len: int,
     ngram_size: int,
-    settings: NgramSettings,
+    runs: list[GreedyRun],
 ) -> tuple[NgramRow, Divergence | None]:
-    """Time one draft length × n-gram size and count its drafts on the last timed run; where its output
+    """One draft length × n-gram size from its timed runs, its drafts counted on the last; where its output
     differs from plain greedy's, the first divergence."""
-    runs = repeated(
-        partial(
-            backend.greedy,
-            prompt,
-            settings.output_len,
-            prompt_lookup_num_tokens=draft_len,
-            max_matching_ngram_size=ngram_size,
-        ),
-        settings.warmup_iterations,
-        settings.iterations,
-    )
     last = runs[-1]
     proposed_last = proposed_drafts(prompt, last, draft_len, ngram_size)
     accepted = sum(size - 1 for size in last.step_sizes)
-    speed = tokens_per_s(runs)
     differing = next((r.output_ids for r in runs if r.output_ids != greedy[-1].output_ids), None)
     what = f"{workload}, draft {draft_len}, n-gram {ngram_size} against plain greedy"
     found = differing and divergence(backend, what, prompt, greedy[-1].output_ids, differing)
@@ -115,8 +133,7 @@ def speculative_row(
         workload=workload,
         draft_len=draft_len,
         ngram_size=ngram_size,
-        tokens_per_s=speed,
-        speedup=speed / tokens_per_s(greedy),
+        tokens_per_s=interval([[tokens_per_s(r) for r in runs]]),
         proposed_tokens=proposed_last,
         accepted_tokens=accepted,
         acceptance_rate=accepted / proposed_last if proposed_last else None,
@@ -127,32 +144,14 @@ def speculative_row(
     return row, found or None
 
 
-def expectation(rows: list[NgramRow], divergences: list[Divergence]) -> Expectation:
-    identical = sum(r.identical_to_greedy for r in rows)
-    agree, outputs = agreement(identical == len(rows), divergences)
-    high = [r for r in rows if r.workload == "high_overlap"]
-    best = max(high, key=lambda r: r.speedup, default=None)
-    faster = best is not None and best.speedup > 1 and best.accepted_tokens > 0
-    observed = f"identical to greedy in {identical} of {len(rows)} settings, outputs {outputs}"
-    observed += (
-        f"; best high-overlap speedup {best.speedup:.2f}× (draft {best.draft_len}, n-gram {best.ngram_size}, "
-        f"acceptance {best.acceptance_rate or 0:.0%})"
-        if best
-        else "; no high-overlap workload was run"
-    )
-    return Expectation(expected=EXPECTED, met=agree and faster, observed=observed)
-
-
-def run_ngram(backend: HfEager, settings: NgramSettings, vocab_size: int, seed: int) -> NgramRecord:
-    """Every workload: plain greedy, then every draft length × n-gram size against it."""
-    workloads, rows, divergences = [], [], []
+def run_ngram(backend: HfEager, settings: NgramSettings, vocab_size: int, seed: int, policy: Policy) -> NgramRecord:
+    """Every workload: plain greedy and every draft length × n-gram size, timed together until they converge."""
+    workloads, rows, divergences, stopping = [], [], [], {}
     for name in settings.workloads:
         prompt = workload_prompt(backend, name, settings, vocab_size, seed)
-        greedy = repeated(
-            partial(backend.greedy, prompt, settings.output_len),
-            settings.warmup_iterations,
-            settings.iterations,
-        )
+        measured = measure_workload(backend, prompt, settings, policy)
+        stopping[name] = measured.stopping
+        greedy = measured.runs[GREEDY]
         prompt_overlap, context_overlap = ngram_overlap(prompt, greedy[-1].output_ids, settings.overlap_ngram)
         workloads.append(
             NgramWorkloadInfo(
@@ -163,16 +162,25 @@ def run_ngram(backend: HfEager, settings: NgramSettings, vocab_size: int, seed: 
                 overlap_ngram=settings.overlap_ngram,
                 prompt_overlap=prompt_overlap,
                 context_overlap=context_overlap,
-                greedy_tokens_per_s=tokens_per_s(greedy),
+                greedy_tokens_per_s=measured.interval(GREEDY, tokens_per_s),
                 greedy_output_ids=greedy[-1].output_ids,
             )
         )
-        measured = [
-            speculative_row(backend, name, prompt, greedy, k, n, settings)
-            for k, n in product(settings.draft_lens, settings.ngram_sizes)
-        ]
-        rows += [row for row, _ in measured]
-        divergences += [found for _, found in measured if found]
+        found = [speculative_row(backend, name, prompt, greedy, k, n, measured.runs[(k, n)])
+                 for k, n in product(settings.draft_lens, settings.ngram_sizes)]
+        rows += [row for row, _ in found]
+        divergences += [d for _, d in found if d]
+    return record(settings, workloads, rows, divergences, stopping, policy)
+
+
+def record(settings: NgramSettings, workloads: list[NgramWorkloadInfo], rows: list[NgramRow],
+           divergences: list[Divergence], stopping: dict[str, Stopping], policy: Policy) -> NgramRecord:
+    checks = controls(rows)
+    timings = {f"{w.name} plain greedy tokens/s": w.greedy_tokens_per_s for w in workloads}
+    timings |= {f"{r.workload} draft {r.draft_len}, n-gram {r.ngram_size} tokens/s": r.tokens_per_s for r in rows}
     return NgramRecord(
-        workloads=workloads, rows=rows, divergences=divergences, expectation=expectation(rows, divergences)
+        workloads=workloads, rows=rows, divergences=divergences, expectation=expectation(rows, divergences),
+        verdict=verdict(warmup_iterations=settings.warmup_iterations, stopping=stopping, intervals=timings,
+                        max_cv=policy.max_cv, controls=checks),
+        stopping=stopping, claims=claims(workloads, rows), controls=checks,
     )

@@ -16,12 +16,10 @@ class NgramSettings(ScenarioSettings):
 
     prompt_len: int = Field(default=128, ge=16, description="the workload builder seeds with 16 tokens")
     output_len: int = Field(default=64, ge=2)
-    draft_lens: UniquePositive = [2, 4, 8]
-    ngram_sizes: UniquePositive = [1, 2, 3]
-    workloads: Annotated[list[NgramWorkload], Field(min_length=1), AfterValidator(unique)] = [
-        "high_overlap",
-        "low_overlap",
-    ]
+    draft_lens: UniquePositive = Field(default_factory=lambda: [2, 4, 8])
+    ngram_sizes: UniquePositive = Field(default_factory=lambda: [1, 2, 3])
+    workloads: Annotated[list[NgramWorkload], Field(min_length=1), AfterValidator(unique)] = Field(
+        default_factory=lambda: ["high_overlap", "low_overlap"])
     overlap_ngram: PositiveInt = Field(default=2, description="n of the reported workload n-gram overlap")
 
     def longest_sequence(self) -> int:

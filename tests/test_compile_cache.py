@@ -138,10 +138,12 @@ def test_an_unusable_directory_falls_back_to_a_temporary_one(tmp_path: Path,
     cache = CompileCache.open("aaaa")
     temporary = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
     assert temporary == cache.inductor_dir and temporary.is_dir() and not temporary.is_relative_to(tmp_path)
+    assert cache.report() is None, "no warmup call has finished: nothing to report"
+    cache.warmup(lambda: None, lambda error: False)  # a warmup that compiles nothing
     cache.close()
     assert not temporary.exists()
     report = cache.report()
-    assert report.cache.state == "cold" and report.compile_s == 0
+    assert report.cache.state == "in_memory" and report.compile_s == 0
     assert report.cache.note == ("compile cache directory unusable (NotADirectoryError: Not a directory): "
                                  "compiled in a temporary one")
 
@@ -149,10 +151,12 @@ def test_an_unusable_directory_falls_back_to_a_temporary_one(tmp_path: Path,
 def test_off_when_torch_caching_is_disabled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """TORCHINDUCTOR_FX_GRAPH_CACHE=0 (torch's own switch) turns the cache off: nothing is redirected."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.setattr(inductor, "fx_graph_cache", False)
     before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    cache = CompileCache.open("aaaa")
-    assert os.environ.get("TORCHINDUCTOR_CACHE_DIR") == before
-    cache.close()
+    # torch's config modules restore a patch with their own `patch` (monkeypatch's undo would delete the key)
+    with inductor.patch(fx_graph_cache=False):
+        cache = CompileCache.open("aaaa")
+        assert os.environ.get("TORCHINDUCTOR_CACHE_DIR") == before
+        cache.warmup(lambda: None, lambda error: False)
+        cache.close()
     assert cache.report().cache.state == "off"
     assert not (tmp_path / "inference-study").exists()

@@ -232,8 +232,11 @@ def test_committed_paged_results_keep_their_config_hash() -> None:
     """Every hf_paged result committed under reports/measured/ hashes as recorded under today's settings class."""
     import yaml
 
-    paths = sorted(REPO_ROOT.glob("reports/measured/*/inputs/cells/*/hf_paged/*.json"))
-    assert paths, "the committed H100 and H200 runs hold hf_paged cells"
+    # Reports whose params still hold the fixed count their cells ran under (a report rebuilt under the stopping
+    # rule keeps its old cells as measured under other settings).
+    paths = [path for path in sorted(REPO_ROOT.glob("reports/measured/*/inputs/cells/*/hf_paged/*.json"))
+             if "iterations" in yaml.safe_load((path.parents[3] / "params.yaml").read_text())["bench"]]
+    assert paths, "the committed H100 run holds hf_paged cells"
     for path in paths:
         result = read_result(path)
         params = yaml.safe_load((path.parents[3] / "params.yaml").read_text())

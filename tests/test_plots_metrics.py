@@ -30,7 +30,7 @@ COLOUR_BY = {"by_batch_size": "batch size", "by_backend": "backend", "pareto": "
 def reported(repo_copy: Path) -> Path:
     """The repository copy with the committed CPU run as its default study's report, committed (it is
     git-ignored, being each machine's own: `git add -f`, as a user keeping a run would)."""
-    shutil.copytree(repo_copy / "reports" / "cpu", repo_copy / REPORT)
+    shutil.copytree(repo_copy / "reports" / "measured" / "cpu", repo_copy / REPORT)
     subprocess.run(["git", "add", "-f", str(REPORT)], cwd=repo_copy, check=True)
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "kept run"], cwd=repo_copy,
                    check=True)
@@ -90,7 +90,11 @@ def test_metrics_show_reads_summary_json(reported: Path) -> None:
     assert metrics == json.loads((repo_copy / REPORT / "summary.json").read_text())
     baseline = load_params(repo_copy / REPORT / "inputs" / "params.yaml", legacy_ok=True).study.comparisons.baseline
     speedups = [key for key in metrics if ".speedup_over_" in key]
-    assert speedups and all(key.endswith(f".speedup_over_{baseline}_geomean") for key in speedups)
+    suffixes = (f".speedup_over_{baseline}_geomean", f".speedup_over_{baseline}_geomean_ci_low",
+                f".speedup_over_{baseline}_geomean_ci_high")
+    assert speedups and all(key.endswith(suffixes) for key in speedups)
+    assert {key.removesuffix("_ci_low").removesuffix("_ci_high") for key in speedups} == {
+        key for key in speedups if key.endswith("_geomean")}, "each geomean with both ends of its interval"
 
 
 def test_metrics_diff_compares_the_workspace_with_the_last_commit(reported: Path) -> None:

@@ -37,13 +37,21 @@ def test_the_interval_covers_the_true_median_about_95_percent_of_the_time() -> N
 
 def test_processes_that_disagree_widen_the_interval() -> None:
     rng = np.random.default_rng(2)
-    within = [rng.normal(1.0, 0.01, 20).tolist() for _ in range(4)]
-    apart = [(np.asarray(g) + shift).tolist() for g, shift in zip(within, (0.0, 0.1, -0.1, 0.05))]
+    within = [rng.normal(1.0, 0.01, 20).tolist() for _ in range(6)]
+    apart = [(np.asarray(g) + shift).tolist() for g, shift in zip(within, (0.0, 0.1, -0.1, 0.05, -0.05, 0.02))]
     one_process = interval([sum(within, [])])
     spread = interval(apart)
-    assert spread.repeats == 80 and len(spread.samples) == 4
+    assert spread.repeats == 120 and len(spread.samples) == 6
     assert spread.half_width > 3 * one_process.half_width
     assert interval(apart) == spread, "the bootstrap is seeded"
+
+
+def test_fewer_than_six_processes_give_no_interval_over_processes() -> None:
+    rng = np.random.default_rng(3)
+    five = [rng.normal(1.0, 0.01, 20).tolist() for _ in range(5)]
+    result = interval(five)
+    assert result.repeats == 100 and (result.ci_low, result.ci_high) == (None, None)
+    assert interval(five[:1]).ci_low is not None, "one process of 20 repeats has its interval over repeats"
 
 
 def _cell(center: float, spread: float, n: int = 30, seed: int = 0) -> Interval:

@@ -87,8 +87,10 @@ class BenchSettings(Strict):
 
     @model_validator(mode="after")
     def _one_protocol(self) -> BenchSettings:
-        if (self.stopping is None) == (self.iterations is None):
+        if self.stopping is None and self.iterations is None:
             raise ValueError("stopping: required (min/max requests, min/max seconds, target_half_width)")
+        if self.stopping is not None and self.iterations is not None:
+            raise ValueError("stopping and iterations: give one (iterations is the old results' fixed count)")
         return self
 
     def identity(self) -> dict[str, Any]:

@@ -197,7 +197,9 @@ class NvmlSampler:
 
         self.memory.append(pynvml.nvmlDeviceGetMemoryInfo(self.handle).used)
         self.sm_clock_mhz.append(pynvml.nvmlDeviceGetClockInfo(self.handle, pynvml.NVML_CLOCK_SM))
-        self.memory_clock_mhz.append(pynvml.nvmlDeviceGetClockInfo(self.handle, pynvml.NVML_CLOCK_MEM))
+        memory_clock = _optional(pynvml.nvmlDeviceGetClockInfo, self.handle, pynvml.NVML_CLOCK_MEM)
+        if memory_clock is not None:  # some virtual GPUs do not report it: then the field stays null
+            self.memory_clock_mhz.append(memory_clock)
         # renamed from "throttle" to "clocks event" reasons in newer NVML
         reasons = (getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
                    or pynvml.nvmlDeviceGetCurrentClocksThrottleReasons)

@@ -84,6 +84,7 @@ class _GpuWatch:
         self.device = device
         self.reasons: dict[str, str] = {}
         self.sampler = None
+        self.entered = False
         if device.startswith("cuda"):
             handle, why = nvml_handle()
             if handle is not None:
@@ -97,6 +98,7 @@ class _GpuWatch:
         self.reasons.update({f"gpu.{name}": why for name in fields})
 
     def __enter__(self) -> _GpuWatch:
+        self.entered = True
         if self.device.startswith("cuda"):
             import torch  # heavy: torch loads only where something runs on a device
 
@@ -110,6 +112,10 @@ class _GpuWatch:
             self.sampler.stop()
 
     def usage(self):
+        """The readings of the timed region; none, with the reason, for a cell that stopped before it."""
+        if self.device.startswith("cuda") and not self.entered:
+            self._explain("the cell stopped before its timed region", *NVML_FIELDS, *TORCH_CUDA_FIELDS)
+            return GpuUsage()
         peaks = None
         if self.device.startswith("cuda"):
             import torch  # heavy: torch loads only where something runs on a device
@@ -215,10 +221,11 @@ def _pooled(runs: list[Measured], rule: StoppingRule) -> Measured:
         return pooled
     widths = half_widths(dict(headline([run.per_iteration for run in runs])))
     reasons = [run.stopping.reason for run in runs]
+    agreed = within_target(widths, rule.target_half_width)
     pooled.stopping = Stopping(
-        reason=next((r for r in reasons if r != "converged"), "converged"),
+        reason=next((r for r in reasons if r != "converged"), "converged" if agreed else "processes_disagree"),
         iterations=sum(run.stopping.iterations for run in runs), requests=sum(run.stopping.requests for run in runs),
-        seconds=sum(run.stopping.seconds or 0.0 for run in runs), converged=within_target(widths, rule.target_half_width),
+        seconds=sum(run.stopping.seconds or 0.0 for run in runs), converged=agreed and set(reasons) == {"converged"},
         target_half_width=rule.target_half_width, half_widths=widths)
     return pooled
 
@@ -265,8 +272,8 @@ def run_cell(unit: BenchUnit, model_stage_dir: Path, environment: Environment) -
     if cell_latency is not None:
         null_reasons.update(cell_latency.missing_percentiles())
     if run.compile_cache is None:
-        null_reasons |= {name: f"{cell.backend} reports no torch.compile of its own"
-                         for name in ("phases.compile_s", "compile_cache")}
+        null_reasons |= {name: f"no compile report: {cell.backend} compiles nothing itself, or no warmup call "
+                               "finished" for name in ("phases.compile_s", "compile_cache")}
     if not measured:
         null_reasons.update({f"phases.{k}": f"cell {status}" for k in ("load_s", "warmup_s", "measure_s")
                              if k not in run.phases})

@@ -58,7 +58,8 @@ class ScenarioUnit(Strict):
     def config_hash(self) -> str:
         """The scenario's settings, model and bench; which variants run is left out (see ScenarioSettings)."""
         return _hash({"scenario": self.scenario, "settings": self.settings.model_dump(),
-                      "model": self.model.model_dump(), "bench": self.bench.identity()})
+                      "model": self.model.model_dump(),
+                      "bench": {k: v for k, v in self.bench.identity().items() if k != "processes"}})
 
     @property
     def key(self) -> str:

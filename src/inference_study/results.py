@@ -24,7 +24,7 @@ from inference_study.metrics import MIN_SAMPLES, Headline, Latency, Throughput
 from inference_study.scenario import ScenarioRecord
 from inference_study.stopping import Stopping
 from inference_study.strict import Record
-from inference_study.uncertainty import Interval
+from inference_study.uncertainty import MIN_REPEATS_FOR_INTERVAL, Interval
 from inference_study.validity import NO_WARMUP, Verdict, judge
 
 SCHEMA_VERSION = 4
@@ -338,7 +338,13 @@ def upgrade_v2(raw: dict[str, Any]) -> dict[str, Any]:
     reasons = dict(raw["null_reasons"])
     reasons.update({f"gpu.{name}": SCHEMA_2_GAP for name in SCHEMA_2_GPU_FIELDS if f"gpu.{name}" not in reasons})
     if raw["status"] == "ok":
-        widths = {name: Interval.model_validate(value).half_width for name, value in (raw["headline"] or {}).items()}
+        # A percentile bootstrap of fewer than MIN_REPEATS_FOR_INTERVAL repeats spans little more than their range
+        # (about 75% coverage for 3): no 95% interval, as schema 3 gives none either.
+        headline = {name: {**value, **({"ci_low": None, "ci_high": None}
+                                        if value["repeats"] < MIN_REPEATS_FOR_INTERVAL else {})}
+                    for name, value in (raw["headline"] or {}).items()}
+        upgraded["headline"] = headline or raw["headline"]
+        widths = {name: Interval.model_validate(value).half_width for name, value in headline.items()}
         upgraded["stopping"] = {
             "reason": "fixed_iterations", "iterations": raw["iterations"],
             "requests": raw["iterations"] * raw["cell"]["batch_size"], "seconds": raw["phases"].get("measure_s"),

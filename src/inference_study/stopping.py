@@ -21,7 +21,7 @@ FIXED_COUNT_REFUSED = ("a fixed count of timed iterations is the protocol of old
                        "their reports; remove it: timing stops on evidence, by bench.stopping")
 
 
-StopReason = Literal["converged", "max_requests", "max_seconds", "fixed_iterations"]
+StopReason = Literal["converged", "max_requests", "max_seconds", "processes_disagree", "fixed_iterations"]
 
 
 class StoppingRule(Strict):
@@ -51,7 +51,8 @@ class Stopping(Record):
     iterations: int
     requests: int
     seconds: float | None
-    converged: bool | None = Field(description="every headline half-width within the target; null: not judged")
+    converged: bool | None = Field(description="stopped because the minimums were met and every headline "
+                                   "half-width was within the target; null: not judged (old results)")
     target_half_width: float | None
     half_widths: dict[str, float | None]
 
@@ -62,8 +63,11 @@ class Stopping(Record):
         wide = ", ".join(f"{name} ±{width:.1%}" if width is not None else f"{name} (no interval)"
                          for name, width in self.half_widths.items()
                          if width is None or width > (self.target_half_width or 0))
+        why = f"{wide} > target ±{self.target_half_width:.1%}" if wide else "before the minimum requests and seconds"
+        if self.reason == "processes_disagree":
+            return f"not converged: each process converged, but over the processes {why}"
         return (f"not converged: stopped at {self.reason} after {self.iterations} iterations ({self.requests} "
-                f"requests, {self.seconds or 0:.1f} s); {wide} > target ±{self.target_half_width:.1%}")
+                f"requests, {self.seconds or 0:.1f} s); {why}")
 
 
 def half_widths(intervals: dict[str, Interval]) -> dict[str, float | None]:
@@ -82,8 +86,8 @@ def run_until_converged(
 ) -> Stopping:
     """Call `iterate` (one timed iteration; returns its request count) until `rule` says stop.
 
-    `intervals` summarizes the iterations so far; it is only asked once the minimums are met, so the
-    short checks between iterations stay few. Time is the sum of the iterations' own durations on `clock`
+    `intervals` summarizes the iterations so far; between iterations it is only asked once the minimums are
+    met, so the short checks stay few (and once more at a maximum, for the half-widths reached). Time is the sum of the iterations' own durations on `clock`
     (the checks between them are not timed work).
     """
     iterations = requests = 0
@@ -108,5 +112,4 @@ def run_until_converged(
     if reason != "converged":
         widths = half_widths(intervals())
     return Stopping(reason=reason, iterations=iterations, requests=requests, seconds=seconds,
-                    converged=within_target(widths, rule.target_half_width),
-                    target_half_width=rule.target_half_width, half_widths=widths)
+                    converged=reason == "converged", target_half_width=rule.target_half_width, half_widths=widths)

@@ -82,15 +82,19 @@ def _percentiles(values: np.ndarray) -> tuple[float, float]:
 
 
 def interval(groups: Sequence[Sequence[float]]) -> Interval:
-    """The Interval of repeats grouped by process (one group: an ordinary single-process cell)."""
+    """The Interval of repeats grouped by process (one group: an ordinary single-process cell); over processes
+    it needs at least MIN_REPEATS_FOR_INTERVAL of them, as an interval over repeats needs that many repeats."""
     pooled = np.concatenate([np.asarray(g, dtype=np.float64) for g in groups])
     if pooled.size == 0:
         raise ValueError("cannot summarize an empty sample")
     median = float(np.median(pooled))
-    if len([g for g in groups if len(g)]) > 1:
-        low, high = _percentiles(bootstrap_medians(groups, np.random.default_rng(0)))
-    else:
+    processes = len([g for g in groups if len(g)])
+    if processes == 1:
         low, high = _median_interval(pooled)
+    elif processes >= MIN_REPEATS_FOR_INTERVAL:
+        low, high = _percentiles(bootstrap_medians(groups, np.random.default_rng(0)))
+    else:  # resampling 2 to 5 processes spans little more than their medians' range: no 95% interval
+        low, high = None, None
     return Interval(value=median, ci_low=low, ci_high=high, cv=_cv(pooled), repeats=int(pooled.size),
                     samples=[[float(v) for v in g] for g in groups])
 

@@ -62,8 +62,8 @@ def make_result(cell: Cell, step_s: float = 0.01, status: str = "ok",
     timed = generations(cell, step_s, iterations, jitter) if measured else []
     error = None if measured else "GPU out of memory: CUDA out of memory. Tried to allocate 2.00 GiB"
     reasons = {f"gpu.{name}": "device is cpu: no GPU to measure" for name in GPU_FIELDS}
-    reasons |= {name: f"{cell.backend} reports no torch.compile of its own" for name in ("phases.compile_s",
-                                                                                          "compile_cache")}
+    reasons |= {name: f"no compile report: {cell.backend} compiles nothing itself, or no warmup call finished"
+                for name in ("phases.compile_s", "compile_cache")}
     cell_latency = latency(timed) if measured else None
     cell_headline = headline([[iteration_headline(g) for g in timed]]) if measured else None
     stopping = None

@@ -113,8 +113,11 @@ def ratios(loaded: Loaded, pair: Pair, other: str) -> pd.DataFrame:
 
 
 def _expected_verdict(value: Ratio, expected: float) -> str:
-    """This run's ratio against the expected one: on the same side of 1, or not; or not distinguishable from 1."""
-    side = "not distinguishable from 1" if value.ci_low is not None and not value.distinguishable else _side(value.value)
+    """This run's ratio against the expected one: on the same side of 1, or not; or not distinguishable from 1;
+    or not checked, without an interval."""
+    if value.ci_low is None:
+        return "no interval, so not checked against the expected side"
+    side = "not distinguishable from 1" if not value.distinguishable else _side(value.value)
     agrees = side == _side(expected) or (side.startswith("not") and expected == 1)
     return f"{side}, {'as expected' if agrees else f'where {_side(expected)} was expected'}"
 

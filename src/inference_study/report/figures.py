@@ -217,7 +217,7 @@ def _label_cell(ax: plt.Axes, cell: pd.Series, y: int, x: int, cmap: Colormap, n
     if similar:
         ax.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, facecolor="0.85", edgecolor="0.6", hatch="//"))
     dark = not similar and sum(cmap(norm(cell["speedup"]))[:3]) < 1.5
-    ax.text(x, y, f"≈1\n({cell['speedup']:.2f}×)" if similar else f"{cell['speedup']:.2f}×", ha="center",
+    ax.text(x, y, "≈1" if similar else f"{cell['speedup']:.2f}×", ha="center",
             va="center", fontsize="small", color="white" if dark else "black",
             style="normal" if has_interval else "italic")
 

@@ -158,7 +158,7 @@ def speedup_figure(pairs: pd.DataFrame, model: str, baseline: str, ladder: list[
     handles += [Line2D([], [], marker="o", color="0.3", markerfacecolor="white", linestyle="none",
                        label="≈1: interval spans 1×"),
                 Line2D([], [], marker="x", color=LEFT_OUT_COLOUR, linestyle="none", label="left out (see table)")]
-    fig.legend(handles=handles, loc="outside right upper", fontsize="small")
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), fontsize="small")
     fig.suptitle(f"{model}: what each rung buys over {baseline} (median ratio, 95% interval)", fontsize="medium")
     path = figures_dir / FIGURE.format(model=model)
     fig.savefig(path, **PNG_OPTIONS)
@@ -189,9 +189,15 @@ def section(study: StudyConfig, pairs: pd.DataFrame, ladder: list[str], figures:
         return lines + [f"No backend but the baseline `{baseline}` has a cell at a shape the baseline has.", ""]
     lines += [(f"Median output tokens/s of each rung over `{baseline}`'s at the same model and shape, with its 95% "
               "interval bootstrapped from both cells' repeats. ≈1: the interval spans 1, no measurable difference "
-              "(no number to quote). Rungs are in the ladder's order (`sweep.backends`), each changing one thing "
-              "from the one before. A speedup is computed only where {COMPARABLE}; {MISSING} (n): left out, for reason n "
+              "(no number to quote); a cell that kept no repeats (an old result) gives the wider ratio of its "
+              "interval ends. Rungs are in the ladder's order (`sweep.backends`), each changing one thing from the "
+              f"one before. A speedup is computed only where {COMPARABLE}; {MISSING} (n): left out, for reason n "
               "below the table."), ""]
+    if study.bench.processes == 1:
+        lines += [("Each cell ran in one process (`bench.processes: 1`), so its intervals cover the spread between "
+                   "its repeats, not what differs between processes or runs; two runs of the default study on 2 CPU "
+                   "cores differed beyond these intervals in most cells (the repository's `docs/repeatability.md`). "
+                   "`bench.processes` of 6 or more puts the intervals over processes."), ""]
     for model in sorted(pairs["model"].unique()):
         data = pairs[pairs["model"] == model]
         table, notes = model_table(data, ladder)

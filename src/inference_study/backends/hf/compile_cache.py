@@ -132,6 +132,7 @@ class CompileCache:
         self.enabled = _caching_enabled()
         self.notes: list[str] = []
         self.spent = _Counts(0.0, 0, 0)
+        self.finished = 0  # warmup calls that completed: none, and there is no compile time to report
         self.reused = False  # entries came from before this process (or a bundle): a failed compile may be theirs
         self.loaded: list[Path] = []
         self.temporary: Path | None = None
@@ -208,6 +209,7 @@ class CompileCache:
             for name in TORCH_CACHE_LOGGERS:
                 logging.getLogger(name).removeHandler(warnings)
         this = _Counts.now().since(start)
+        self.finished += 1
         self.spent = _Counts(self.spent.compile_s + this.compile_s, self.spent.hits + this.hits,
                              self.spent.misses + this.misses)
         if warnings.first:
@@ -255,7 +257,11 @@ class CompileCache:
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)
 
-    def report(self) -> CompileReport:
+    def report(self) -> CompileReport | None:
+        """What warmup compiled and how the cache served it; None when no warmup call finished (an
+        out-of-memory error in the first one, or no warmup: then compilation is inside the timings)."""
+        if not self.finished:
+            return None
         spent = self.spent
         if not self.enabled:
             state: CompileCacheState = "off"

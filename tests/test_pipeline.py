@@ -61,7 +61,7 @@ def test_repro_builds_report_then_idles_then_runs_only_new_cells(repo_copy: Path
     rows = (report_dir / "results.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 2
 
-    compose(repo_copy, *SMALL_SWEEP[:1], "sweep.batch_sizes=[1,2]", *SMALL_SWEEP[2:], "bench.iterations=4")
+    compose(repo_copy, *SMALL_SWEEP[:1], "sweep.batch_sizes=[1,2]", *SMALL_SWEEP[2:], "bench.stopping.min_requests=40")
     states, exit_code = cell_states(repo_copy)
     assert (states, exit_code) == ({1: "stale", 2: "stale"}, 1), "a changed bench param makes every cell stale"
 

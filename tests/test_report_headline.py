@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 from helpers.factories import make_result
+from helpers.markdown import shown_ratio, table_rows
 from helpers.repository import cells, composed
 from matplotlib.colors import to_rgba
 
@@ -30,7 +31,6 @@ SWEEP = [f"sweep.backends=[{','.join(LADDER)}]", "sweep.batch_sizes=[1,4]", "swe
 # hf_static barely faster than the baseline: with jittered repeats some of its ratios cannot be told from 1.
 STEP_S = {"hf_eager": 0.010, "hf_static": 0.0099, "hf_static_compiled": 0.005}
 ITERATIONS, JITTER = 8, 0.03
-SHOWN = re.compile(r"^(?:(?P<value>[\d.]+)×|≈1) \((?P<low>[\d.]+)–(?P<high>[\d.]+)\)$")
 KEY = "tiny_llama.{backend}.speedup_over_hf_eager_geomean"
 
 
@@ -61,21 +61,6 @@ def _part(text: str, heading: str) -> str:
     return text.split(f"{heading}\n", 1)[1].split("\n## ", 1)[0]
 
 
-def _rows(text: str) -> list[dict[str, str]]:
-    """The first markdown table in `text`, one dict per row."""
-    table = next(block for block in map(str.strip, text.split("\n\n")) if block.startswith("|"))
-    header, _, *rows = table.strip().splitlines()
-    names = [c.strip() for c in header.split("|")]
-    return [dict(zip(names, [c.strip() for c in row.split("|")])) for row in rows]
-
-
-def _shown(text: str) -> tuple[float | None, float, float]:
-    """A speedup as written ("2.03× (1.98–2.07)", or "≈1 (0.97–1.04)": no value) → value, low, high."""
-    found = SHOWN.match(text)
-    assert found, text
-    return (float(found["value"]) if found["value"] else None), float(found["low"]), float(found["high"])
-
-
 def _recomputed(root: Path, cell: Cell) -> Ratio:
     """`cell`'s output tok/s over the baseline cell of its shape, from the two result files."""
     mine, base = (read_result(c.result_path(root / "results")).headline.output_tokens_per_s
@@ -85,7 +70,7 @@ def _recomputed(root: Path, cell: Cell) -> Ratio:
 
 def _table(text: str) -> dict[tuple[str, int, int], str]:
     """The headline table of tiny_llama: (backend, batch, input length) → the cell as written."""
-    rows = _rows(_part(text, "### tiny_llama"))
+    rows = table_rows(_part(text, "### tiny_llama"))
     return {(row["rung"].strip("`"), int(row["batch"]), int(name.removeprefix("input "))): value
             for row in rows for name, value in row.items() if name.startswith("input ")}
 
@@ -99,7 +84,7 @@ def test_the_headline_speedups_are_recomputed_from_the_results(study: StudyConfi
     similar = 0
     for (backend, batch, length), shown in table.items():
         expected = _recomputed(tmp_path, _cell(study, backend, batch, length))
-        value, low, high = _shown(shown)
+        value, low, high = shown_ratio(shown)
         assert (low, high) == pytest.approx((expected.ci_low, expected.ci_high), rel=5e-3)
         if expected.distinguishable:
             assert value == pytest.approx(expected.value, rel=5e-3) and not low <= 1 <= high
@@ -149,7 +134,7 @@ def test_bias_keeps_a_cell_out_of_speedups_and_spread_only_widens_them(study: St
     assert table["hf_static", 1, 32] == f"— ({slowed_note})"
     for backend in LADDER[1:]:
         wide = _recomputed(tmp_path, noisy.model_copy(update={"backend": backend}))
-        assert _shown(table[backend, 4, 64])[1:] == pytest.approx((wide.ci_low, wide.ci_high), rel=5e-3)
+        assert shown_ratio(table[backend, 4, 64])[1:] == pytest.approx((wide.ci_low, wide.ci_high), rel=5e-3)
         steady = _recomputed(tmp_path, _cell(study, backend, 4, 32))
         assert wide.ci_high - wide.ci_low > 3 * (steady.ci_high - steady.ci_low), "the noisy baseline widens it"
     kept = {backend: [cell for cell in cells(study) if cell.backend == backend and cell not in (short, slowed)]
@@ -178,13 +163,13 @@ def test_a_speedup_whose_interval_spans_1_reads_as_no_measurable_difference(stud
     table = _table(_part(text, "## What each optimization buys"))
     for (backend, batch, length), shown in table.items():
         if backend == "hf_static":
-            value, low, high = _shown(shown)
+            value, low, high = shown_ratio(shown)
             assert value is None and low < 1 < high
             assert not _recomputed(tmp_path, _cell(study, backend, batch, length)).distinguishable
     key = KEY.format(backend="hf_static")
     assert metrics[f"{key}_ci_low"] < 1 < metrics[f"{key}_ci_high"]
     assert re.search(r"`hf_static` ≈1 \([\d.]+–[\d.]+\) over 4 of 4 shapes", text), "the geomean is no difference too"
-    speedup = _rows(_part(text, "## Speedup over `hf_eager` (output tokens/s ratio)"))
+    speedup = table_rows(_part(text, "## Speedup over `hf_eager` (output tokens/s ratio)"))
     assert all(row["hf_static"].startswith("≈1 (") for row in speedup)
     (figure,) = [fig for fig in closed if fig.get_suptitle().startswith("tiny_llama: what each rung buys")]
     faces = {to_rgba(line.get_markerfacecolor()) for ax in figure.axes
@@ -242,7 +227,7 @@ def test_the_validity_summary_counts_cells_and_groups_reasons_by_kind(study: Stu
     summary = _part(text, "## Validity summary")
     assert (f"Of the {len(frame)} configured cells, {verdicts['pass']} pass, {verdicts['warn']} warn, "
             f"{verdicts['fail']} fail and {(frame['status'] == 'missing').sum()} is missing (not run yet).") in summary
-    reasons = {row["reason"]: (int(row["warn"]), int(row["fail"])) for row in _rows(summary)}
+    reasons = {row["reason"]: (int(row["warn"]), int(row["fail"])) for row in table_rows(summary)}
     assert reasons == {"not converged": (2, 0), "varies across repeats": (1, 0), "GPU slowed down": (1, 0),
                        "no measurement (oom)": (0, 1)}, "a cell counts once per kind, whatever its metrics"
     early = int(frame["early_divergence"].fillna(False).astype(bool).sum())

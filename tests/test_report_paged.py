@@ -7,11 +7,11 @@ interval is recomputed from the result files.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 from helpers.factories import make_result
+from helpers.markdown import shown_ratio, table_rows
 from helpers.repository import cells, composed
 
 from inference_study.config import StudyConfig, validate_params
@@ -28,7 +28,6 @@ SWEEP = [*PRESET, "sweep.backends=[hf_eager,hf_static_compiled,hf_paged]"]
 STEP_S = {"hf_eager": 0.012, "hf_static_compiled": 0.010, "hf_compiled_loop": 0.008, "hf_fused_loop": 0.006,
           "hf_paged": 0.011}
 ITERATIONS = 8  # enough repeats for an interval: the factory's cells converge and pass
-SHOWN = re.compile(r"^(?:(?P<value>[\d.]+)×|≈1) \((?P<low>[\d.]+)–(?P<high>[\d.]+)\)$")
 
 
 def compose(*overrides: str) -> StudyConfig:
@@ -56,22 +55,6 @@ def section(study: StudyConfig, root: Path, measured: set[str], steps: dict | No
     return rendered(study, root)
 
 
-def _rows(text: str, heading: str) -> list[dict[str, str]]:
-    """The markdown table under `heading`, one dict per row."""
-    table = next(block for block in text.split(heading, 1)[1].split("\n\n") if block.startswith("|"))
-    header, _, *rows = table.strip().splitlines()
-    names = [c.strip() for c in header.split("|")]
-    return [dict(zip(names, [c.strip() for c in row.split("|")])) for row in rows]
-
-
-def _shown(text: str) -> tuple[float | None, float, float]:
-    """A ratio as written ("0.909× (0.905–0.912)", or "≈1 (0.97–1.04)": no value) → value, low, high."""
-    found = SHOWN.match(text)
-    assert found, text
-    value = found["value"]
-    return (float(value) if value else None), float(found["low"]), float(found["high"])
-
-
 def _ratio(root: Path, study: StudyConfig, backend: str, other: str, batch: int):
     """`backend` ÷ `other` output tokens/s at `batch`, recomputed from the two result files."""
     cell = next(c for c in cells(study) if (c.backend, c.batch_size) == (backend, batch))
@@ -91,18 +74,18 @@ def test_a_declared_pair_renders_its_ratio_table_per_rung(tmp_path: Path) -> Non
     study = compose(*SWEEP)
     text = section(study, tmp_path, set(STEP_S))
     assert study.study.comparisons.pairs[0].note.split(".")[0] in text, "the preset's note is shown"
-    static = _rows(text, "### `hf_paged` ÷ `hf_static_compiled`")
+    static = table_rows(text.split("### `hf_paged` ÷ `hf_static_compiled`", 1)[1])
     assert [(row["batch_size"], row["throughput"]) for row in static] == [("1", "slower"), ("8", "slower")]
     # Every token takes its backend's step: throughput scales as 1/step, every latency as step.
     for row in static:
-        value, low, high = _shown(row["tok/s ×"])
+        value, low, high = shown_ratio(row["tok/s ×"])
         assert value == pytest.approx(0.010 / 0.011, rel=1e-2) and low <= value <= high < 1
-        assert _shown(row["TPOT P50 ×"])[0] == pytest.approx(0.011 / 0.010, rel=1e-2)
+        assert shown_ratio(row["TPOT P50 ×"])[0] == pytest.approx(0.011 / 0.010, rel=1e-2)
         assert row["E2E P50 ×"].endswith("× (no interval)"), "E2E P50 has no per-repeat values"
         assert float(row["E2E P50 ×"].split("×")[0]) == pytest.approx(0.011 / 0.010, rel=1e-2)
     assert ("`hf_paged` has more output tokens/s than `hf_static_compiled` in 0 of the 2 shapes compared, fewer "
             "in 2; in 0 the difference is not distinguishable.") in text
-    eager = _rows(text, "### `hf_paged` ÷ `hf_eager`")
+    eager = table_rows(text.split("### `hf_paged` ÷ `hf_eager`", 1)[1])
     assert {row["throughput"] for row in eager} == {"faster"}
 
 
@@ -116,8 +99,9 @@ def test_the_expected_ratio_line_is_computed_from_the_cells(tmp_path: Path) -> N
     label = LABELS["output_tokens_per_s"][0]
     for rung, side, outcome in (("hf_static_compiled", "below 1", "where above 1 was expected"),
                                 ("hf_eager", "above 1", "as expected")):
-        row = next(r for r in _rows(text, f"### `hf_paged` ÷ `{rung}`") if r["batch_size"] == "8")
-        value, low, high = _shown(row["tok/s ×"])
+        rows = table_rows(text.split(f"### `hf_paged` ÷ `{rung}`", 1)[1])
+        row = next(r for r in rows if r["batch_size"] == "8")
+        value, low, high = shown_ratio(row["tok/s ×"])
         expected = _ratio(tmp_path, study, "hf_paged", rung, 8)
         assert (value, low, high) == pytest.approx((expected.value, expected.ci_low, expected.ci_high), rel=5e-3)
         assert expected.distinguishable and low < high, "the jittered repeats give an interval that excludes 1"
@@ -131,9 +115,9 @@ def test_a_ratio_whose_interval_spans_1_is_not_distinguishable(tmp_path: Path) -
     not confirmed."""
     study = compose(*SWEEP)
     text = section(study, tmp_path, set(STEP_S), steps=STEP_S | {"hf_paged": 0.010}, jitter=0.04)
-    static = _rows(text, "### `hf_paged` ÷ `hf_static_compiled`")
+    static = table_rows(text.split("### `hf_paged` ÷ `hf_static_compiled`", 1)[1])
     for row in static:
-        value, low, high = _shown(row["tok/s ×"])
+        value, low, high = shown_ratio(row["tok/s ×"])
         expected = _ratio(tmp_path, study, "hf_paged", "hf_static_compiled", int(row["batch_size"]))
         assert value is None and row["tok/s ×"].startswith("≈1 (") and low < 1 < high
         assert (low, high) == pytest.approx((expected.ci_low, expected.ci_high), rel=5e-3)
@@ -151,7 +135,7 @@ def test_a_cell_without_an_interval_is_left_out_of_the_ratios(tmp_path: Path) ->
     write_result(paged_b8.result_path(tmp_path / "results"), make_result(paged_b8, STEP_S["hf_paged"], iterations=2))
     text = rendered(study, tmp_path)
     for rung in ("hf_static_compiled", "hf_eager"):
-        rows = {row["batch_size"]: row for row in _rows(text, f"### `hf_paged` ÷ `{rung}`")}
+        rows = {row["batch_size"]: row for row in table_rows(text.split(f"### `hf_paged` ÷ `{rung}`", 1)[1])}
         assert rows["8"]["tok/s ×"] == rows["8"]["throughput"] == "—"
         assert rows["1"]["tok/s ×"] != "—"
     assert "Left out of the ratios: 1 of 2 pairs, because\n- `hf_paged` cell has no interval (2 repeats): 1 pair" in text

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from inference_study.gpu import GpuUsage
+from inference_study.harness import Measured, _pooled
 from inference_study.stopping import StoppingRule, run_until_converged
 from inference_study.uncertainty import interval
 
@@ -91,3 +93,30 @@ def test_a_rule_that_cannot_be_met_is_refused(changes, key, message) -> None:
     error = caught.value.errors()[0]
     assert ".".join(str(part) for part in error["loc"]) == key
     assert message in error["msg"]
+
+
+def test_a_maximum_hit_before_the_minimum_seconds_is_not_converged_even_with_narrow_intervals() -> None:
+    steady = Scripted(itertools.cycle([1.0, 1.001, 0.999]), step_s=0.001, batch=8)
+    stopping = _run(steady, max_requests=80)
+    assert (stopping.reason, stopping.requests, stopping.converged) == ("max_requests", 80, False)
+    assert stopping.half_widths["tpot_p50_s"] <= RULE["target_half_width"], "narrow, yet short of min_seconds"
+    assert stopping.not_converged_reason().endswith("before the minimum requests and seconds")
+
+
+def test_processes_that_each_converged_but_disagree_are_not_converged() -> None:
+    """`bench.processes`: the pooled record is judged on the interval over processes, not on each process's."""
+    rule = StoppingRule(**RULE)
+    runs = []
+    for shift in (0.0, 0.2, -0.2, 0.1, -0.1, 0.3):
+        scripted = Scripted(itertools.cycle([1.0 + shift, 1.001 + shift]), step_s=0.05)
+        stopping = run_until_converged(scripted.iterate, scripted.intervals, rule, scripted.clock)
+        assert stopping.converged
+        runs.append(Measured(per_iteration=[{"ttft_p50_s": v, "tpot_p50_s": v, "output_tokens_per_s": 1 / v}
+                                            for v in scripted.seen],
+                             phases={"load_s": 1.0, "warmup_s": 2.0, "measure_s": 1.0}, stopping=stopping,
+                             gpu=GpuUsage()))
+    pooled = _pooled(runs, rule).stopping
+    assert (pooled.reason, pooled.converged) == ("processes_disagree", False)
+    assert pooled.iterations == sum(run.stopping.iterations for run in runs)
+    assert pooled.half_widths["tpot_p50_s"] > RULE["target_half_width"]
+    assert "each process converged, but over the processes" in pooled.not_converged_reason()

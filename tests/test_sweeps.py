@@ -54,7 +54,7 @@ def test_exp_run_composes_grows_and_the_run_cache_restores_old_timings(
     assert [c.batch_size for c in cells(load_params(repo_copy / "params.yaml"))] == [1, 2]
 
     # Change a measured setting and change it back: the run-cache restores the old timings, no run.
-    run(repo_copy, *DVC, "exp", "run", *EXP_SWEEP, "-S", "bench.iterations=2")
+    run(repo_copy, *DVC, "exp", "run", *EXP_SWEEP, "-S", "bench.stopping.min_seconds=0.25")
     assert cell_bytes(repo_copy, CELL_1) != measured
     back = run(repo_copy, *DVC, "exp", "run", *EXP_SWEEP)
     assert not bench_runs(back) and "is cached - skipping run, checking out outputs" in back
@@ -65,8 +65,9 @@ def test_exp_run_composes_grows_and_the_run_cache_restores_old_timings(
     assert ran_stages(forced) == bench_runs(forced) and len(bench_runs(forced)) == 1
     remeasured = cell_bytes(repo_copy, CELL_1)
     assert remeasured != measured
-    # ... or bypass the run-cache when params return to values it has seen (iterations=2 above).
-    run(repo_copy, sys.executable, "-m", "inference_study.cli", "compose", *SMALL_SWEEP, "bench.iterations=2")
+    # ... or bypass the run-cache when params return to values it has seen (min_seconds=0.25 above).
+    run(repo_copy, sys.executable, "-m", "inference_study.cli", "compose", *SMALL_SWEEP,
+        "bench.stopping.min_seconds=0.25")
     fresh = run(repo_copy, *DVC, "repro", "--no-run-cache", "--single-item", "--glob", "bench@*")
     assert len(bench_runs(fresh)) == 1 and "is cached" not in fresh
     assert cell_bytes(repo_copy, CELL_1) not in (measured, remeasured)

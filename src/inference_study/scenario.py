@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import AfterValidator, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import AfterValidator, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from inference_study.stopping import Stopping, StoppingRule
 from inference_study.strict import Record, Strict, unique
@@ -85,23 +85,23 @@ class Comparison(Record):
 
     def stated(self) -> str:
         """The comparison in words; a number is quoted as a difference only when its interval excludes 1."""
-        speedup = self.speedup
-        if self.wording == "no interval":
-            return f"no interval (ratio of medians {speedup.value:.3g}×, not tested against noise)"
-        bounds = f"{speedup.ci_low:.3g}×–{speedup.ci_high:.3g}×"
-        if self.wording == "not distinguishable":
-            return f"not distinguishable (the speedup's 95% interval, {bounds}, spans 1)"
-        return f"{self.wording}: speedup {speedup.value:.3g}× (95% interval {bounds})"
+        return self._phrased(("no interval (ratio of medians {v}×, not tested against noise)",
+                              "not distinguishable (the speedup's 95% interval, {lo}×–{hi}×, spans 1)",
+                              "{w}: speedup {v}× (95% interval {lo}×–{hi}×)"))
 
     def short(self) -> str:
         """The comparison for a table cell: its wording, and the speedup with its interval where it has one."""
+        return self._phrased(("no interval ({v}× untested)", "not distinguishable [{lo}×, {hi}×]",
+                              "{w} {v}× [{lo}×, {hi}×]"))
+
+    def _phrased(self, forms: tuple[str, str, str]) -> str:
+        """One of `forms` (no interval, not distinguishable, a difference) filled with this comparison's numbers."""
         speedup = self.speedup
-        if self.wording == "no interval":
-            return f"no interval ({speedup.value:.3g}× untested)"
-        bounds = f"[{speedup.ci_low:.3g}×, {speedup.ci_high:.3g}×]"
-        if self.wording == "not distinguishable":
-            return f"not distinguishable {bounds}"
-        return f"{self.wording} {speedup.value:.3g}× {bounds}"
+        form = forms[0] if self.wording == "no interval" else forms[1] if self.wording == "not distinguishable" \
+            else forms[2]
+        bound = (lambda b: f"{b:.3g}") if speedup.ci_low is not None else (lambda b: "")
+        return form.format(v=f"{speedup.value:.3g}", lo=bound(speedup.ci_low), hi=bound(speedup.ci_high),
+                           w=self.wording)
 
     def sentence(self) -> str:
         return f"{self.what}: {self.subject} against {self.baseline}, {self.metric}: {self.stated()}"
@@ -124,6 +124,20 @@ class ScenarioRecord(Record):
     claims: list[Comparison] = Field(description="timing comparisons the original benchmark makes")
     controls: list[Comparison] = Field(description="comparisons of equal work, which should not differ: the noise "
                                        "floor beside the claims")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _current_version(cls, data: Any) -> Any:
+        """A record of an earlier `record_version` is read as the current one, by the scenario's own upgrade."""
+        current = cls.model_fields["record_version"].default
+        if isinstance(data, dict) and isinstance(data.get("record_version"), int) and data["record_version"] < current:
+            return cls.upgraded(data)
+        return data
+
+    @classmethod
+    def upgraded(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """An earlier version's record as this version's; a scenario whose record changed overrides it."""
+        raise ValueError(f"record_version {data['record_version']} of {data.get('scenario')!r} has no upgrade")
 
     def measured_backends(self) -> set[str]:
         """The backends of the rows this record holds beyond the scenario's own transformers arms ("hf")."""

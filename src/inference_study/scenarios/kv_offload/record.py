@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from inference_study.scenario import ScenarioRecord
 from inference_study.scenarios.records import Comparison, Divergence, Expectation, Record, agreement
@@ -63,15 +63,11 @@ class KvOffloadRecord(ScenarioRecord):
         default=None, description="its outputs equal the eager arms' for the same prompt"
     )
 
-    @model_validator(mode="before")
     @classmethod
-    def _from_earlier_versions(cls, data: Any) -> Any:
+    def upgraded(cls, data: dict[str, Any]) -> dict[str, Any]:
         """Versions 1 and 2 kept one median TTFT per request and a bare returning-TTFT speedup (version 1: hf's
         only; version 2: per backend); they are read as version 3."""
-        if isinstance(data, dict) and data.get("record_version") in (1, 2):
-
-            return upgrade(data)
-        return data
+        return upgrade(data)
 
 
 EXPECTED = (

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from inference_study.scenario import ScenarioRecord
 from inference_study.scenarios.records import Comparison, Divergence, Expectation, Record, agreement
@@ -64,15 +64,11 @@ class MultiroundRecord(ScenarioRecord):
     )
     expectation: Expectation
 
-    @model_validator(mode="before")
     @classmethod
-    def _from_version_1(cls, data: Any) -> Any:
+    def upgraded(cls, data: dict[str, Any]) -> dict[str, Any]:
         """Version 1 kept each timing as one number (percentiles of the pooled requests, E2E's median); it is read
         as version 2."""
-        if isinstance(data, dict) and data.get("record_version") == 1:
-
-            return upgrade_v1(data)
-        return data
+        return upgrade_v1(data)
 
 
 EXPECTED = (

@@ -92,6 +92,12 @@ def test_the_headline_speedups_are_recomputed_from_the_results(study: StudyConfi
             assert value is None and low <= 1 <= high, "no number to quote where the interval spans 1"
             similar += 1
     assert 0 < similar < 4, "the fixture has hf_static ratios both told and not told apart from 1"
+    csv = pd.read_csv(tmp_path / "out" / "results.csv").set_index(["backend", "batch_size", "input_len"])
+    for (backend, batch, length), shown in table.items():  # the quoted values are the CSV's medians' ratios
+        value, _, _ = shown_ratio(shown)
+        from_csv = (csv.loc[(backend, batch, length), "output_tokens_per_s_median"]
+                    / csv.loc[("hf_eager", batch, length), "output_tokens_per_s_median"])
+        assert value is None or value == pytest.approx(from_csv, rel=5e-3)
     for backend in LADDER[1:]:
         mean = geometric_mean([_recomputed(tmp_path, cell) for cell in cells(study) if cell.backend == backend])
         key = KEY.format(backend=backend)

@@ -285,7 +285,7 @@ def test_schema_2_config_hashes_match_the_params_that_planned_them() -> None:
     from inference_study.config import load_params
     from inference_study.plan import bench_units
 
-    inputs = REPO_ROOT / "reports" / "measured" / "scenarios_cpu" / "inputs"
+    inputs = REPO_ROOT / "tests" / "data" / "scenarios_cpu_old_inputs"  # a CPU run committed under schema 2
     study = load_params(inputs / "params.yaml", legacy_ok=True)
     units = [u for u in bench_units(study) if u.result_path(inputs).is_file()]
     assert units and study.bench.iterations is not None

@@ -228,6 +228,11 @@ CASES = [
     pytest.param(_paged_pool_one_block_short, "backends.hf_paged.num_blocks",
                  id="paged-pool-below-largest-cell"),
     pytest.param(_paged_step_below_batch, "backends.hf_paged.max_batch_tokens", id="paged-step-below-batch"),
+    # a variant's fixed setting is its meaning: set otherwise, the variant would be mislabelled
+    pytest.param(_setter("backends.hf_paged_graphs.use_cuda_graph", False, "False", "hf_paged_graphs", "True"),
+                 "backends.hf_paged_graphs.use_cuda_graph", id="variant-contradicts-its-fixed-setting"),
+    pytest.param(_setter("backends.hf_paged_graphs_compiled.compile_level", 2, "2", "fixes compile_level", "1"),
+                 "backends.hf_paged_graphs_compiled.compile_level", id="variant-contradicts-second-fixed-setting"),
     pytest.param(_setter("study.name", "Default", "'Default'"), "study.name", id="study-name-uppercase"),
     pytest.param(_setter("study.name", "my study", "'my study'"), "study.name", id="study-name-space"),
     pytest.param(_setter("study.name", "", "''"), "study.name", id="study-name-empty"),

@@ -26,7 +26,7 @@ gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 SECONDS=0
 repos=(.)
 if [ "${gpus:-0}" -le 1 ]; then
-  timeout "$limit" dvc repro "${targets[@]}" 2>&1 | grep -E "$progress"
+  timeout "$limit" dvc repro --keep-going "${targets[@]}" 2>&1 | grep -E "$progress"
 else
   [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(dvc stage list --name-only | grep '^bench@')
   repos=()
@@ -36,7 +36,7 @@ else
     for ((i = gpu; i < ${#targets[@]}; i += gpus)); do share+=("${targets[i]}"); done
     [ ${#share[@]} -gt 0 ] || continue
     copy=/tmp/study-gpu$gpu && rm -rf "$copy" && cp -a . "$copy" && rm -rf "$copy/results/cells" && repos+=("$copy")
-    (cd "$copy" && CUDA_VISIBLE_DEVICES=$gpu timeout "$limit" dvc repro "${share[@]}" 2>&1 \
+    (cd "$copy" && CUDA_VISIBLE_DEVICES=$gpu timeout "$limit" dvc repro --keep-going "${share[@]}" 2>&1 \
       | grep -E "$progress" | sed "s/^/[gpu $gpu] /") &
   done
   wait

@@ -37,7 +37,7 @@ def main() -> None:
 
     model_dir, _ = resolve_model(args.model_stage_dir)
     overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
-    settings = sweepable_backends()[args.backend].settings(**overrides)
+    settings = sweepable_backends()[args.backend].validate(overrides, key="--set")
     backend = backend_class(args.backend)(settings, model_dir, args.dtype, "cuda")
     backend.load()
     vocab = backend.model.config.vocab_size

@@ -203,13 +203,13 @@ class CoreStudyConfig(Strict):
             if name not in rungs:
                 raise ValueError(f"backends.{name}: unknown backend; allowed: {sorted(rungs)}")
             try:
-                rungs[name].settings.model_validate(settings)
+                rungs[name].validate(settings, key=f"backends.{name}")
             except ValidationError as error:
                 raise ValueError(format_errors(error, prefix=f"backends.{name}")) from None
         problems = [problem for family in registry.families() for problem in family.errors(self)]
         problems += self._scenario_errors()
         for name in self.sweep.backends:
-            problems += rungs[name].settings.model_validate(self.backends.get(name, {})).sweep_errors(
+            problems += rungs[name].validate(self.backends.get(name, {}), key=f"backends.{name}").sweep_errors(
                 self.sweep.batch_sizes, self.sweep.input_lens, self.sweep.output_lens, key=f"backends.{name}"
             )
         if problems:

@@ -290,7 +290,7 @@ def run_cell(unit: BenchUnit, model_stage_dir: Path, environment: Environment) -
         model=model,
         backend=BackendInfo(
             name=cell.backend,
-            description=backend_class.description,
+            description=registry.description(cell.backend),
             settings=settings.model_dump(),
             memory_seen_by_torch_allocator=backend_class.memory_seen_by_torch_allocator,
         ),

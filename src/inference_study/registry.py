@@ -36,11 +36,35 @@ def load(reference: str) -> Any:
 
 @dataclass(frozen=True)
 class BackendSpec:
-    """One backend a sweep can name: its typed settings and the class that runs it."""
+    """One backend a sweep can name: its typed settings and the class that runs it.
+
+    A variant (`variant_of`) runs another backend's code with some of its settings `fixed`: a setting taken
+    apart becomes a rung of its own, with its own cells, and no new code path.
+    """
 
     name: str
     settings: type[BackendSettings]
     implementation: str  # "module:Class"; the module may import torch or tensorrt_llm
+    variant_of: str | None = None
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self, section: dict[str, Any], key: str) -> BackendSettings:
+        """The typed settings of `section` (params.yaml's `key`); a variant's fixed settings are applied, and a
+        section that sets one otherwise is refused (ValueError naming the key), as a bad value is."""
+        contrary = {name: section[name] for name, value in self.fixed.items()
+                    if name in section and section[name] != value}
+        if contrary:
+            name = next(iter(contrary))
+            raise ValueError(f"{key}.{name}: {contrary[name]!r} contradicts the variant {self.name} of "
+                             f"{self.variant_of}, which fixes {name}; allowed: {self.fixed[name]!r} or absent")
+        return self.settings.model_validate({**section, **self.fixed})
+
+    def description(self) -> str:
+        """What the backend is: its class's words, or for a variant the settings it changes."""
+        if self.variant_of is None:
+            return load(self.implementation).description
+        fixed = ", ".join(f"{name}={value!r}" for name, value in self.fixed.items())
+        return f"changes from {self.variant_of}: {fixed} (the same code, these settings fixed)"
 
 
 class BackendFamily:
@@ -65,7 +89,7 @@ class BackendFamily:
 
     def settings(self, study: StudyConfig, name: str, model: str) -> BackendSettings:
         """The typed settings `name` runs `model` with (its defaults when params.yaml gives none)."""
-        return self.spec(name).settings.model_validate(study.backends.get(name, {}))
+        return self.spec(name).validate(study.backends.get(name, {}), key=f"backends.{name}")
 
     def backend_class(self, name: str) -> type[Backend]:
         return load(self.spec(name).implementation)
@@ -134,6 +158,15 @@ def backend_class(name: str) -> type[Backend]:
     if family is None:
         raise KeyError(f"unknown backend {name!r}; registered: {sorted(sweepable_backends())}")
     return family.backend_class(name)
+
+
+def description(name: str) -> str:
+    """The words a result records for backend `name` (importing its code unless it is a variant)."""
+    family = family_of(name)
+    if family is None:
+        raise KeyError(f"unknown backend {name!r}; registered: {sorted(sweepable_backends())}")
+    spec = family.spec(name)  # None where a family names its backends itself (TensorRT-LLM's engine profiles)
+    return spec.description() if spec else family.backend_class(name).description
 
 
 def sections() -> dict[str, type[BaseModel]]:

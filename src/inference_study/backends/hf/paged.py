@@ -34,6 +34,11 @@ class HfPaged(HfGenerate):
     )
     settings: HfPagedSettings
 
+    @property
+    def compiles(self) -> bool:
+        """Compiled only above compile level 0, so only then is there a compile time and a cache to report."""
+        return bool(self.settings.compile_level)
+
     def load(self) -> None:
         super().load()
         self.manager = None

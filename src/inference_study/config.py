@@ -150,6 +150,13 @@ class Target(Strict):
     relative_to_batch: PositiveInt | None = None
 
 
+class CompareWith(Strict):
+    """Another GPU's committed run that the report sets beside this one, as two environments."""
+
+    label: str = Field(pattern=NAME_PATTERN, description="what the report calls that run, e.g. h100")
+    inputs: str = Field(min_length=1, description="its committed inputs folder, e.g. reports/measured/h100/inputs")
+
+
 class StudySection(Strict):
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
@@ -158,6 +165,7 @@ class StudySection(Strict):
         default=None, gt=0, le=100, description="bar on setup (load, compile, warmup) as a share of cell wall time"
     )
     comparisons: Comparisons = Field(default_factory=Comparisons, description="what the report sets side by side")
+    compare_with: CompareWith | None = Field(default=None, description="another GPU's run shown beside this one")
 
 
 class CoreStudyConfig(Strict):

@@ -13,6 +13,7 @@ import pandas as pd
 from inference_study.config import StudyConfig
 from inference_study.report import headline, sections
 from inference_study.report.comparisons import comparison_sections
+from inference_study.report.cross_environment import cross_environment_section
 from inference_study.report.figures import plots_section, write_figures
 from inference_study.report.inputs import INPUTS, ROOFLINE_NAME, keep_inputs, load_roofline
 from inference_study.report.scenarios import keep_scenario_inputs, load_scenarios, scenario_sections
@@ -35,7 +36,8 @@ __all__ = ["INPUTS", "ROOFLINE_NAME", "build_report", "render_markdown"]
 
 def render_markdown(study: StudyConfig, frame: pd.DataFrame, loaded: Loaded, pairs: pd.DataFrame,
                     roofline: Roofline | None, figures: tuple[list[Path], dict[str, str]],
-                    headline_figures: dict[str, Path], out_dir: Path, scenarios: list[str]) -> str:
+                    headline_figures: dict[str, Path], out_dir: Path, scenarios: list[str],
+                    across_gpus: list[str]) -> str:
     """The human-readable report; every number in it comes from the result files. It leads with what each
     optimization buys and how many cells can be trusted, then the full tables."""
     baseline, ladder = study.study.comparisons.baseline, study.sweep.backends
@@ -45,7 +47,7 @@ def render_markdown(study: StudyConfig, frame: pd.DataFrame, loaded: Loaded, pai
     lines += sections.repeatability(frame) + sections.verdicts(frame) + sections.equivalence(frame, baseline)
     lines += sections.problems(frame, pairs, baseline) + sections.other_settings(study, loaded)
     lines += sections.speedup(study, pairs, baseline, ladder)
-    lines += comparison_sections(study, frame, loaded) + scenarios + targets_section(study, frame)
+    lines += comparison_sections(study, frame, loaded) + across_gpus + scenarios + targets_section(study, frame)
     lines += sections.setup(frame) + plots_section(*figures, out_dir) + sections.roofline(roofline)
     return "\n".join(lines + sections.environment(loaded) + sections.configuration(study, loaded))
 
@@ -67,7 +69,8 @@ def build_report(study: StudyConfig, results_dir: Path, out_dir: Path, roofline_
     write_json_atomic(out_dir / "summary.json", metrics)
     figures = write_figures(frame, speedup_table(pairs), baseline, ladder, out_dir / "figures")
     headline_figures = headline.write_figures(pairs, baseline, ladder, out_dir / "figures")  # after: that one clears
+    across_gpus = cross_environment_section(study, loaded, roofline, out_dir / "figures", out_dir)
     (out_dir / "report.md").write_text(render_markdown(study, frame, loaded, pairs, roofline, figures,
                                                         headline_figures, out_dir,
-                                                        scenario_sections(study, loaded_scenarios)))
+                                                        scenario_sections(study, loaded_scenarios), across_gpus))
     return metrics

@@ -148,6 +148,7 @@ class Target(Strict):
     metric: Literal["mbu_pct", "output_tokens_per_s", "tpot_p50_ms", "ttft_p50_ms"]
     at_least: float
     relative_to_batch: PositiveInt | None = None
+    evidence: str = Field(default="", description="where the bar is not met: the measurement that shows why")
 
 
 class CompareWith(Strict):
@@ -164,6 +165,7 @@ class StudySection(Strict):
     setup_share_at_most_pct: float | None = Field(
         default=None, gt=0, le=100, description="bar on setup (load, compile, warmup) as a share of cell wall time"
     )
+    setup_share_evidence: str = Field(default="", description="where the setup bar is not met: why")
     comparisons: Comparisons = Field(default_factory=Comparisons, description="what the report sets side by side")
     compare_with: CompareWith | None = Field(default=None, description="another GPU's run shown beside this one")
 

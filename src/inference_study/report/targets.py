@@ -38,18 +38,26 @@ def targets_section(study: StudyConfig, frame: pd.DataFrame) -> list[str]:
     section = study.study
     if not section.targets and section.setup_share_at_most_pct is None:
         return []
-    rows = []
+    rows, evidence = [], []
     for target in section.targets:
         value, why = target_value(target, frame)
         unit = "×" if target.relative_to_batch else ("%" if target.metric.endswith("pct") else "")
         met = "not judged: " + why if value is None else ("met" if value >= target.at_least else "not met")
         rows.append((target.name, f"≥ {target.at_least:g}{unit}", "—" if value is None else f"{value:.3g}{unit}", met))
+        if met == "not met" and target.evidence:
+            evidence.append(f"* **{target.name}:** {target.evidence.strip()}")
     if section.setup_share_at_most_pct is not None:
         share = setup_share_pct(frame)
         met = "not judged: no measured cell" if share is None else (
             "met" if share <= section.setup_share_at_most_pct else "not met")
         rows.append(("setup share of cell wall time", f"≤ {section.setup_share_at_most_pct:g}%",
                      "—" if share is None else f"{share:.3g}%", met))
+        if met == "not met" and section.setup_share_evidence:
+            evidence.append(f"* **Setup share:** {section.setup_share_evidence.strip()}")
     table = markdown_table(pd.DataFrame(rows, columns=["target", "bar", "measured", "outcome"]))
-    return ["## Performance targets", "", ("Bars set by the study preset (`study.targets`), checked against "
-            "the measured cells; a cell that is missing, failed or not in the sweep is not judged."), "", table, ""]
+    lines = ["## Performance targets", "", ("Bars set by the study preset (`study.targets`), checked against "
+             "the measured cells; a cell that is missing, failed or not in the sweep is not judged."), "", table, ""]
+    if evidence:
+        lines += ["Why a bar is not met (the preset's evidence, shown only while the bar is not met):", "",
+                  *evidence, ""]
+    return lines

@@ -4,7 +4,8 @@
 # e.g. bash tools/device_run.sh study=h100 'sweep.input_lens=[128]' -- bench@tinyllama_1b-hf_eager-1-128-128
 # Installs the carried wheels (.whl/, see tools/fetch_device_wheels.sh), makes the copy a git repo (DVC
 # needs one), composes params.yaml, runs `dvc repro` under a time limit (DEVICE_RUN_LIMIT_S, default
-# 540 s, so a killed run still returns what it measured), and packs the results into $OUT/cells.tgz.
+# 540 s, so a killed run still returns what it measured), and packs the results into $OUT/cells.tgz (the
+# whole repro log, a failed stage's traceback included, into $OUT/dvc_repro.log).
 # Results already measured stay: merge them into reports/<study>/inputs/cells/ and rebuild with
 # `inference-study report --inputs reports/<study>/inputs`.
 #
@@ -26,7 +27,7 @@ gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 SECONDS=0
 repos=(.)
 if [ "${gpus:-0}" -le 1 ]; then
-  timeout "$limit" dvc repro --keep-going "${targets[@]}" 2>&1 | grep -E "$progress"
+  timeout "$limit" dvc repro --keep-going "${targets[@]}" 2>&1 | tee "${OUT:-.}/dvc_repro.log" | grep -E "$progress"
 else
   [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(dvc stage list --name-only | grep '^bench@')
   repos=()

@@ -13,6 +13,7 @@ measured both on an H200). The pool is allocated through torch, so the allocator
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 
 from transformers import ContinuousBatchingConfig, GenerationConfig
 from transformers.generation.continuous_batching import RequestStatus
@@ -86,12 +87,15 @@ class HfPaged(HfGenerate):
         if self.manager is None:
             self._start_manager(self.generation_config(len(input_ids[0]), output_len))
         synchronize(self.device)
-        with forward_tokens(self.model) as fed:
+        # A compiled forward (compile_level > 0) is one full graph, which a Python hook would break ("Hard failure
+        # due to fullgraph=True"): then the tokens fed are not counted.
+        counting = forward_tokens(self.model) if not self.compiles else nullcontext(None)
+        with counting as fed:
             start = time.perf_counter()
             outputs = self._serve(input_ids, output_len)
         # One request alone: every token fed was its prompt's computed part or one of its output_len - 1 decode
         # steps, so what it did not compute came from shared blocks. A packed batch mixes requests' tokens.
-        prefilled = [sum(fed) - (output_len - 1)] if len(input_ids) == 1 else None
+        prefilled = [sum(fed) - (output_len - 1)] if len(input_ids) == 1 and fed is not None else None
         return Generation(
             output_ids=[output.generated_tokens for output in outputs],
             start=start,

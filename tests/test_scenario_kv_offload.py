@@ -33,7 +33,7 @@ from inference_study.scenarios.kv_offload.trtllm import trtllm_arms as kv_offloa
 from inference_study.scenarios.timing import Policy
 from inference_study.stopping import StoppingRule
 from inference_study.trtllm.settings import TrtllmPytorchSettings
-from inference_study.trtllm.version import TrtllmUnavailable, band_for, preflight
+from inference_study.trtllm.version import FEATURES, TrtllmUnavailable, band_for, preflight
 from inference_study.workload import synthetic_input_ids
 
 REPO = REPO_ROOT
@@ -164,7 +164,7 @@ def test_kv_totals_come_from_the_newest_iteration_that_reports_them() -> None:
     assert kv_cache_totals(stats, NO_KV_CACHE_STATS) == KvCacheCounters(34, 10, None)
     seen = KvCacheCounters(34, 10, None)
     assert kv_cache_totals([], seen) is seen  # no iteration since: the cumulative counters have not moved
-    assert kv_cache_totals([], NO_KV_CACHE_STATS).null_reason.startswith("get_stats() returned no iteration")
+    assert kv_cache_totals([], NO_KV_CACHE_STATS).null_reason.startswith("get_stats_async() returned no iteration")
 
 
 class CountingBackend:
@@ -205,7 +205,7 @@ def test_trtllm_variant_passes_contract_names_and_reports_null_counters_with_a_r
     for row in result.rows:
         assert len(row.output_ids) == SETTINGS.output_len  # the stand-in streams exactly max_tokens ids
         assert row.reused_blocks is None and row.hit_rate is None
-        assert "get_stats() returned no iteration with kvCacheStats" in row.null_reason
+        assert "get_stats_async() returned no iteration with kvCacheStats" in row.null_reason
     assert not result.expectation.met and "reuse counters null" in result.expectation.observed
     configs = log.keywords("tensorrt_llm.llmapi.KvCacheConfig")
     assert [(c["enable_block_reuse"], c["max_tokens"], c["host_cache_size"] > 0) for c in configs] == [
@@ -215,13 +215,13 @@ def test_trtllm_variant_passes_contract_names_and_reports_null_counters_with_a_r
     timed = [result.stopping[f"trtllm_pytorch, host cache {arm}"].iterations for arm in ("off", "on")]
     assert timed == [2, 2] and all(len(r.ttft_ms.samples[0]) == 2 for r in result.rows)  # each arm its own loop
     sequences = settings.warmup_iterations + timed[0]
-    assert log.keywords("tensorrt_llm.LLM.get_stats") == [{"timeout": 2}] * (2 * sequences * len(SEQUENCE) * 2)
+    assert log.keywords("tensorrt_llm.LLM.get_stats_async") == [{"timeout": 2}] * (2 * sequences * len(SEQUENCE) * 2)
     prompts_sent = [c["inputs"] for c in log.keywords("tensorrt_llm.LLM.generate_async")]
     assert len({tuple(p) for p in prompts_sent}) == 2 * sequences  # a fresh A,B pair per sequence, same in both arms
     band = band_for(version, "pytorch")
     for callee, objects_of in callee_objects("tensorrt_llm.LLM", "pytorch").items():
         for kwargs in log.keywords(callee):
-            assert unlisted(kwargs, band, objects_of) == [], callee
+            assert unlisted(kwargs, band, objects_of, release=FEATURES["kv_host_cache"].first) == [], callee
     with pytest.raises(ResultError, match="never from a stand-in"):  # a stand-in's rows can never enter a result
         write_scenario_result(Path(tempfile.mkdtemp()) / "kv_offload.json", scenario_result(study, model_dir, result))
 

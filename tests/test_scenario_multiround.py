@@ -30,7 +30,7 @@ from inference_study.scenarios.multiround.trtllm import arm_kv_cache_kwargs, trt
 from inference_study.scenarios.timing import Policy
 from inference_study.stopping import StoppingRule
 from inference_study.trtllm.settings import TrtllmPytorchSettings
-from inference_study.trtllm.version import TrtllmUnavailable, band_for, preflight
+from inference_study.trtllm.version import FEATURES, TrtllmUnavailable, band_for, preflight
 
 # 3 users, contexts of 40, 3 rounds of 8 new + 8 generated: the longest sequence is 40 + 3 x 16 = 88 tokens.
 # A 176-token device budget holds two users' whole histories, so U=1 fits and U=3 does not.
@@ -204,7 +204,7 @@ def test_trtllm_variant_passes_contract_names_and_reports_null_counters_with_a_r
     band = band_for(version, "pytorch")
     for callee, objects_of in callee_objects("tensorrt_llm.LLM", "pytorch").items():
         for kwargs in log.keywords(callee):
-            assert unlisted(kwargs, band, objects_of) == [], callee
+            assert unlisted(kwargs, band, objects_of, release=FEATURES["kv_host_cache"].first) == [], callee
     llm = log.keywords("tensorrt_llm.LLM")[0]
     assert llm["max_seq_len"] >= SETTINGS.longest_sequence()
     # a stand-in's rows can never enter a result

@@ -11,18 +11,19 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers.trtllm_contract import callee_objects, unlisted
-from helpers.trtllm_stand_in import FIRST_TOKEN, install_stand_in as install
-
 from helpers.repository import REPO_ROOT
-from inference_study.registry import backend_class
+from helpers.trtllm_contract import callee_objects, unlisted
+from helpers.trtllm_stand_in import FIRST_TOKEN, write_engine
+from helpers.trtllm_stand_in import install_stand_in as install
+
+from inference_study.backends.trtllm import engine_dir
 from inference_study.compose import compose_yaml
 from inference_study.config import ConfigError, StudyConfig, validate_params
 from inference_study.environment import STAND_IN_MARK, collect_environment
-from inference_study.backends.trtllm import engine_dir
 from inference_study.harness import run_cell
-from inference_study.plan import BenchUnit, bench_units
 from inference_study.models import prepare_model
+from inference_study.plan import BenchUnit, bench_units
+from inference_study.registry import backend_class
 from inference_study.report import build_report
 from inference_study.results import ResultError, read_result, write_result
 from inference_study.trtllm import stages
@@ -140,9 +141,7 @@ def test_stand_in_run_calls_the_versions_api_with_contract_names_and_assembles_a
     profile = backend.removeprefix("trtllm_engine_") if backend.startswith("trtllm_engine_") else None
     monkeypatch.chdir(tmp_path)  # the units name the engine the trtllm_build stage writes under results/
     if profile:
-        engine = tmp_path / engine_dir(MODEL, profile)
-        engine.mkdir(parents=True)
-        (engine / "config.json").write_text("{}")
+        write_engine(tmp_path / engine_dir(MODEL, profile), paged=True)  # the latency and throughput profiles
     unit = next(u for u in trtllm_units(study) if u.cell.backend == backend and u.cell.batch_size == 2)
     cell = unit.cell
     result = run_cell(unit, model_stage_dir, collect_environment())

@@ -16,11 +16,11 @@ import torch
 import yaml
 from helpers.repository import REPO_ROOT, trtllm_features
 from helpers.trtllm_contract import NGRAM_DECODING, callee_objects, unlisted
-from helpers.trtllm_stand_in import import_connector, install_stand_in
+from helpers.trtllm_stand_in import connector_step, import_connector, install_stand_in
 
 from inference_study.backends.trtllm.backend import TrtllmPytorch, speculative_counters
 from inference_study.compose import compose_yaml
-from inference_study.config import validate_params
+from inference_study.config import ConfigError, validate_params
 from inference_study.tensor_files import CacheRefused
 from inference_study.trtllm.calls import ngram_llm_extras
 from inference_study.trtllm.prefix_store import BLOCKS_DIR_ENV, FINGERPRINT_ENV, PrefixBlockStore
@@ -95,20 +95,9 @@ def _instance(connector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pool: 
     return scheduler, worker
 
 
-def _step(scheduler, worker, block_ids: list[int]) -> tuple[int, object]:
-    """One new request through the connector as the executor drives it: match, plan, load, forward, save."""
-    request = SimpleNamespace(request_id=1, get_tokens=lambda beam: PROMPT)
-    matched, asynchronous = scheduler.get_num_new_matched_tokens(request, 0)
-    assert asynchronous is False
-    scheduler.update_state_after_alloc(request, block_ids)
-    output = SimpleNamespace(new_requests=[SimpleNamespace(
-        request_id=1, new_tokens=PROMPT, new_block_ids=block_ids, computed_position=matched)])
-    plan = scheduler.build_connector_meta(output)
-    worker.bind_connector_meta(plan)
-    worker.start_load_kv(SimpleNamespace(synchronize=lambda: None))
-    worker.wait_for_save(SimpleNamespace(synchronize=lambda: None))
-    assert worker.get_finished([1], []) == ([], []) and scheduler.request_finished(request, block_ids) is False
-    return matched, plan
+def _step(scheduler, worker, block_ids: list[int], device_matched: int = 0) -> tuple[int, object]:
+    """One new request through the connector as the stand-in's 1.x executor drives it."""
+    return connector_step(scheduler, worker, PROMPT, block_ids, device_matched)
 
 
 def test_connector_saves_then_a_new_instance_loads_the_same_blocks(
@@ -180,9 +169,17 @@ def _features(*overrides: str) -> list[str]:
 
 def test_variants_are_off_by_default_and_switched_on_per_scenario() -> None:
     assert _features() == []
-    assert _features("scenarios.ngram.backends=[hf,trtllm_pytorch]") == ["ngram"]
-    assert _features("scenarios.kv_persist.backends=[trtllm_pytorch]") == ["kv_connector"]
+    assert _features("scenarios.kv_offload.backends=[hf,trtllm_pytorch]") == ["kv_host_cache"]
     assert _features("scenarios.kv_persist.backends=[trtllm_pytorch]", "sweep.scenarios=[ngram]") == []
+
+
+@pytest.mark.parametrize("scenario", ["ngram", "kv_persist"])
+def test_a_variant_no_runner_measures_is_refused_before_any_work_naming_the_key(scenario: str) -> None:
+    """Enabled, it would be preflighted and then never run: the study would measure only hf and say nothing."""
+    with pytest.raises(ConfigError) as refused:
+        _features(f"scenarios.{scenario}.backends=[hf,trtllm_pytorch]")
+    assert str(refused.value) == (f"params.yaml: scenarios.{scenario}.backends: trtllm_pytorch is built, but the "
+                                  f"{scenario} runner measures only hf so far (docs/tensorrt-llm.md); allowed: [hf]")
 
 
 def test_preflight_refuses_a_variant_without_tensorrt_llm_or_on_a_version_without_it() -> None:

@@ -6,6 +6,11 @@ list (or a dict of lists), `names_expected` / `names_verified_from_release_notes
 where the research could not read the exact file, and `added`/`removed` deltas against 1.2.x.
 main-2026 records only some objects; one it does not record (RequestOutput, CompletionOutput) is
 read at 1.2.x, the newest point that records it, and the first real run on main must confirm it.
+
+A band's low end may differ from the label that stands for the band: the 1.0-1.2 band is read at 1.2.x, but
+releases 1.0.x are also checked against a `1.0.0` record where the contract has one (KvCacheConfig), so a
+1.2.x field reaches 1.0 only once it is recorded there. Callers that check a feature pass the first release
+the feature runs on (`release`); without one the band's low end is checked.
 """
 
 from __future__ import annotations
@@ -45,6 +50,11 @@ CONNECTOR_SCHEDULER = "KvCacheConnectorScheduler (abstract methods)"
 CONNECTOR_WORKER = "KvCacheConnectorWorker (abstract methods)"
 CONNECTOR_DATA = "SchedulerOutput / RequestData (connector)"
 CONVERT_CLI = {"llama": "convert_checkpoint.py (llama)", "qwen2": "convert_checkpoint.py (qwen)"}
+# Labels for the low end of a band: (label, first release it covers, first release it no longer covers). An object
+# the label does not record is read at the band's own labels there.
+LOW_END_LABELS: dict[str, tuple[tuple[str, tuple[int, int], tuple[int, int]], ...]] = {
+    "1.0-1.2": (("1.0.0", (1, 0), (1, 1)),),
+}
 
 ObjectsOf = Callable[[str], Iterable[str]]
 
@@ -89,15 +99,25 @@ def llm_keywords(flow: Flow) -> ObjectsOf:
     return lambda label: (LLM_INIT, LLM_ARGS[(label, flow)])
 
 
-def allowed(band: Band, objects_of: ObjectsOf) -> set[str]:
-    """Names recorded under every label of the band."""
+def low_end_labels(band: Band, release: tuple[int, int] | None = None) -> list[str]:
+    """The extra labels that hold at `release` (default: the band's low end)."""
+    at = release or band.low
+    return [label for label, low, high in LOW_END_LABELS.get(band.name, ()) if low <= at < high]
+
+
+def allowed(band: Band, objects_of: ObjectsOf, release: tuple[int, int] | None = None) -> set[str]:
+    """Names recorded under every label of the band, and under each low-end label that covers `release`."""
     per_label = [set().union(*(recorded(obj, label) for obj in objects_of(label))) for label in band.contract_labels]
+    for extra in low_end_labels(band, release):
+        per_label.extend(
+            set().union(*(recorded(obj, extra if extra in OBJECTS[obj] else label) for obj in objects_of(label)))
+            for label in band.contract_labels)
     return set.intersection(*per_label)
 
 
-def unlisted(names: Iterable[str], band: Band, objects_of: ObjectsOf) -> list[str]:
-    """The names the contract does not record for this band: each one is a failure."""
-    return sorted(set(names) - allowed(band, objects_of))
+def unlisted(names: Iterable[str], band: Band, objects_of: ObjectsOf, release: tuple[int, int] | None = None) -> list[str]:
+    """The names the contract does not record for this band (at `release`): each one is a failure."""
+    return sorted(set(names) - allowed(band, objects_of, release))
 
 
 def callee_objects(llm_class: str, flow: Flow) -> dict[str, ObjectsOf]:

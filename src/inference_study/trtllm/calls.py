@@ -34,9 +34,13 @@ SPECULATIVE_COUNTER_READS = ("total_draft_tokens", "total_accepted_draft_tokens"
 # (filled when SamplingParams(return_perf_metrics=True)); recorded at 1.2.x, read at 1.2.x for main-2026.
 KV_CACHE_METRICS_GROUP = "kv_cache_metrics"
 KV_CACHE_COUNTER_READS = ("num_reused_blocks", "num_missed_blocks")
-# Iteration stats (kv_offload): LLM.get_stats() -> one dict per iteration; its kvCacheStats counters are
-# cumulative over the LLM's life (1.x; 0.15 has only the private _get_stats), so a phase's count is a difference.
-STATS_METHOD = "get_stats"
+# Iteration stats (kv_offload): LLM.get_stats_async() -> an async iterable of one dict per iteration; its
+# kvCacheStats counters are cumulative over the LLM's life (1.x; 0.15 has only the private _get_stats), so a
+# phase's count is a difference. The async form, drained on the backend's own event loop: the executor creates
+# its IterationResult on the first submit, inside that loop, where its queue is an AsyncQueue whose sync side
+# cannot be read (tensorrt_llm/executor/result.py IterationResult, stored version 005bc848; executor.py
+# get_stats/aget_stats), so the sync get_stats() fails once a request has run.
+STATS_METHOD = "get_stats_async"
 KV_CACHE_STATS_KEY = "kvCacheStats"
 KV_CACHE_STATS_READS = ("reusedBlocks", "missedBlocks")
 KV_STATS_SAMPLED_FROM = (1, 3)
@@ -44,7 +48,17 @@ KV_STATS_SAMPLED_FROM = (1, 3)
 # added abstract methods whose signatures the contract does not record, so the variant stops before 1.3).
 KV_CONNECTOR_BASE_MODULE = "tensorrt_llm._torch.pyexecutor.kv_cache_connector"
 KV_CONNECTOR_SCHEDULER_BASE, KV_CONNECTOR_WORKER_BASE = "KvCacheConnectorScheduler", "KvCacheConnectorWorker"
-KV_CONNECTOR_LLM_ARGS_READS = ("kv_cache_config",)  # the connector reads llm_args.kv_cache_config.tokens_per_block
+KV_CONNECTOR_LLM_ARGS_READS = ("kv_cache_config",)
+# A contiguous-KV engine cannot run on the LLM API: it always builds an in-flight-batching executor
+# (llmapi/llm.py _TrtLLM: `batching_type=... or tllm.BatchingType.INFLIGHT`), and TrtGptModelInflightBatching
+# refuses an engine without paged KV (cpp/tensorrt_llm/batch_manager/trtGptModelInflightBatching.cpp, stored
+# version 00825c4e). The Python session runtime runs it (runtime/model_runner.py, stored version 0243026f):
+# `ModelRunner.from_dir(engine_dir, rank)`, then `generate(batch_input_ids, streaming=True, **SamplingConfig
+# fields)`, which yields after every step a dict of `output_ids` [batch, beam, len] and `sequence_lengths`
+# [batch, beam], both counting the prompt (examples/run.py reads them so).
+SESSION_RUNNER = "tensorrt_llm.runtime.ModelRunner"
+SESSION_LOAD_METHOD = "from_dir"
+SESSION_OUTPUT_READS = ("output_ids", "sequence_lengths")  # the connector reads llm_args.kv_cache_config.tokens_per_block
 KV_CACHE_CONFIG_READS = ("tokens_per_block",)
 # What our connector reads from the objects TensorRT-LLM hands it (SchedulerOutput, its RequestData, a request).
 SCHEDULER_OUTPUT_READS = ("new_requests",)
@@ -81,6 +95,20 @@ def build_argv(checkpoint_dir: Path, engine_dir: Path, profile: EngineProfile) -
         "--use_paged_context_fmha": _enable(profile.use_paged_context_fmha),
     }
     return [TRTLLM_BUILD, *chain.from_iterable(flags.items())]
+
+
+def session_load_kwargs(engine_dir: Path) -> dict[str, Any]:
+    """`ModelRunner.from_dir`: the engine of rank 0 (the study builds single-rank engines)."""
+    return {"engine_dir": str(engine_dir), "rank": 0}
+
+
+def session_generate_kwargs(batch_input_ids: list[object], output_len: int, end_id: int, pad_id: int
+                            ) -> dict[str, Any]:
+    """`ModelRunner.generate`, streamed: exactly `output_len` tokens per row (`min_length` keeps EOS from ending a
+    row early; greedy is SamplingConfig's default top_k=1), with the lengths that say how many arrived per step."""
+    return {"batch_input_ids": batch_input_ids, "max_new_tokens": output_len, "min_length": output_len,
+            "end_id": end_id, "pad_id": pad_id, "streaming": True, "return_dict": True,
+            "output_sequence_lengths": True}
 
 
 def kv_cache_kwargs(kv_cache: KvCacheRuntime) -> dict[str, Any]:
@@ -170,6 +198,14 @@ def ngram_llm_extras(draft_len: int, ngram_size: int) -> LlmExtras:
 def kv_connector_llm_extras() -> LlmExtras:
     """The `LLM` keyword that plugs our prefix-hash KV cache connector in (PyTorch backend, 1.1 on)."""
     return {"kv_connector_config": (KV_CONNECTOR_CONFIG, kv_connector_kwargs())}
+
+
+def kv_connector_llm_kwargs() -> dict[str, Any]:
+    """Plain `LLM` keywords the connector needs: CUDA graphs off, since they are on by default in 1.x and the
+    PyTorch executor refuses a connector with them (`NotImplementedError("CUDA graphs are not supported with KV
+    connector hooks.")`, _torch/pyexecutor/py_executor_creator.py, stored version bab0f2e6); NVIDIA's
+    examples/llm-api/llm_kv_cache_connector.py passes the same."""
+    return {"cuda_graph_config": None}
 
 
 def generate_async_kwargs(prompt: list[int], sampling_params: object) -> dict[str, Any]:

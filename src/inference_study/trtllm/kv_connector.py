@@ -6,11 +6,12 @@ rank), each with the `LLM`'s args. The scheduler tells the executor how many pro
 from disk, beyond the blocks already on the GPU, and plans which GPU blocks to fill and which to save;
 the worker copies blocks between the GPU's KV pool and `PrefixBlockStore` (trtllm/prefix_store.py).
 
+The `LLM` that loads it must turn CUDA graphs off (`calls.kv_connector_llm_kwargs`, `TrtllmPytorch.with_kv_connector`).
 The base classes, their methods and signatures are those of
 `tensorrt_llm/_torch/pyexecutor/kv_cache_connector.py` as the API contract records them at 1.2.x
 (tests/data/trtllm-api-contract.json, "KvCacheConnectorScheduler/Worker (abstract methods)",
 "SchedulerOutput / RequestData"). The planning follows NVIDIA's example
-`examples/llm-api/llm_kv_cache_connector.py` (NVIDIA/TensorRT-LLM, read at commit 03fa4701), with two
+`examples/llm-api/llm_kv_cache_connector.py` (NVIDIA/TensorRT-LLM, read at commits 03fa4701 and 0c6a62a1), with two
 changes: blocks are named by the hash of their whole prefix, not of their own tokens, and the scheduler
 checks each matched file before claiming it, so a damaged or foreign file is recomputed, never loaded.
 The synchronous load and save follow the example (no asynchronous transfer; `get_finished` reports none).
@@ -89,8 +90,12 @@ class PrefixHashScheduler(getattr(_BASES, KV_CONNECTOR_SCHEDULER_BASE)):
             loads = self.pending_loads.pop(getattr(request, _REQUEST_ID), [])
             block_ids = getattr(request, _NEW_BLOCK_IDS)
             hashes = self.store.block_hashes(getattr(request, _NEW_TOKENS))
-            # computed_position counts both the GPU's own cache hits and the blocks loaded from disk.
-            first_loaded = getattr(request, _COMPUTED_POSITION) // self.store.tokens_per_block - len(loads)
+            # In 1.1/1.2 computed_position counts the GPU's own cache hits only: the executor subtracts the
+            # tokens the connector matched (_torch/pyexecutor/kv_cache_connector.py, build_scheduler_output,
+            # stored versions 00fdcbff and 32779536), so the loads start right after them, as NVIDIA's current
+            # example loads from `computed_position // block_size` (examples/llm-api/llm_kv_cache_connector.py
+            # @0c6a62a1; the early @03fa4701 subtracted the loads, when computed_position still counted them).
+            first_loaded = getattr(request, _COMPUTED_POSITION) // self.store.tokens_per_block
             plan.load.extend(zip(loads, block_ids[first_loaded:first_loaded + len(loads)]))
             first_saved = first_loaded + len(loads)
             plan.save.extend(zip(hashes[first_saved:], block_ids[first_saved:len(hashes)]))

@@ -121,11 +121,13 @@ class TrtllmSection(Strict):
     def sweep_errors(self, batch_sizes: list[int], input_lens: list[int], output_lens: list[int]) -> list[str]:
         """Engine profiles and PyTorch-backend limits too small for the swept shapes, as `key: problem` lines.
 
-        A latency engine is exempt from the batch check: larger batches queue on it, which is what it measures.
+        A paged latency engine is exempt from the batch check: larger batches queue on its in-flight executor,
+        which is what it measures. A contiguous-KV engine runs on the Python session runtime, which takes one
+        batch at once and queues nothing, so it must hold the largest swept batch whatever its purpose.
         """
         limits: list[tuple[str, EngineProfile | TrtllmPytorchSettings, bool]] = [
-            (f"trtllm.profiles.{name}", self.profiles[name], self.profiles[name].purpose == "throughput")
-            for name in (self.engines if self.models else [])
+            (f"trtllm.profiles.{name}", profile, profile.purpose == "throughput" or not profile.paged_kv_cache)
+            for name, profile in ((name, self.profiles[name]) for name in (self.engines if self.models else []))
         ]
         if self.pytorch_models:
             limits.append(("trtllm.pytorch", self.pytorch, True))

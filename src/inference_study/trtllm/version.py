@@ -32,22 +32,29 @@ class FeatureSupport:
     first: tuple[int, int]
     what: str
     end: tuple[int, int] | None = None  # the first release it no longer runs on, where known
+    first_version: str | None = None  # where pre-releases of `first` predate the interface we use: the first that has it
+    measured: bool = True  # False: built and checked, but no scenario runner measures it yet (refused by config)
 
 
 FEATURES: dict[Feature, FeatureSupport] = {
     # The contract records NGramDecodingConfig at 1.2.x and main-2026 (not at 0.15.0), and the PyTorch
     # flow starts at 1.0; a 1.0/1.1 install that lacks a name fails at the first real run.
-    "ngram": FeatureSupport((1, 0), "NGramDecodingConfig as speculative_config (scenarios.ngram.backends)"),
+    "ngram": FeatureSupport((1, 0), "NGramDecodingConfig as speculative_config (scenarios.ngram.backends)",
+                            measured=False),
     # kv_connector_config arrived in 1.1 (PR #6488 named it connector_config first; the contract records
-    # kv_connector_config at 1.2.x and main-2026). main-2026 moved the connector base classes and added
-    # abstract methods whose signatures the contract does not record, so our connector stops before 1.3.
+    # kv_connector_config at 1.2.x and main-2026). The 1.1 release candidates are refused: the example of that
+    # time (examples/llm-api/llm_kv_cache_connector.py @03fa4701) builds the base classes from an ExecutorConfig
+    # and passes connector_config, and no 1.1.0rc file was read to show where llm_args took over. main-2026
+    # moved the base classes and added abstract methods the contract does not record, so we stop before 1.3.
     "kv_connector": FeatureSupport(
-        (1, 1), "KvCacheConnectorConfig as kv_connector_config (scenarios.kv_persist.backends)", (1, 3)),
+        (1, 1), "KvCacheConnectorConfig as kv_connector_config (scenarios.kv_persist.backends)", (1, 3),
+        first_version="1.1.0", measured=False),
     # KvCacheConfig's host_cache_size and max_tokens are recorded from 0.15.0 on, but the variants also pass
-    # tokens_per_block (a KvCacheConfig field from 1.x, recorded at 1.2.x and main-2026) and read
-    # request_perf_metrics or the public get_stats() (1.x), and run on the PyTorch flow, which starts at 1.0.
+    # tokens_per_block, a pydantic KvCacheConfig field added by a July 2025 PR that no 1.0.0 file read here shows
+    # (recorded at 1.2.x and main-2026), so they start at 1.1; they also read request_perf_metrics or the public
+    # get_stats_async() (1.x) on the PyTorch flow.
     "kv_host_cache": FeatureSupport(
-        (1, 0), "KvCacheConfig block reuse and host_cache_size per arm "
+        (1, 1), "KvCacheConfig block reuse, tokens_per_block and host_cache_size per arm "
         "(scenarios.kv_offload.backends, scenarios.multiround.backends)"),
 }
 INSTALL_ROUTE = (
@@ -137,10 +144,12 @@ def require_feature(version: str, feature: Feature) -> Band:
     band = band_for(version, "pytorch")
     support = FEATURES[feature]
     end = support.end or next(b.high for b in reversed(BANDS) if b.pytorch_llm)
-    if not support.first <= _release(version) < end:
+    too_early = support.first_version is not None and Version(version) < Version(support.first_version)
+    if too_early or not support.first <= _release(version) < end:
+        since = f", from {support.first_version} on (its release candidates are refused)" if support.first_version else ""
         raise TrtllmUnavailable(
             f"tensorrt_llm {version} cannot run {support.what} as this study implements it: supported "
-            f"{support.first[0]}.{support.first[1]} <= version < {end[0]}.{end[1]} (docs/tensorrt-llm.md)"
+            f"{support.first[0]}.{support.first[1]} <= version < {end[0]}.{end[1]}{since} (docs/tensorrt-llm.md)"
         )
     return band
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from inference_study import registry
 from inference_study.registry import BackendFamily, load
 from inference_study.trtllm.settings import TrtllmEngineSettings, TrtllmSection
-from inference_study.trtllm.version import installed_version, preflight
+from inference_study.trtllm.version import FEATURES, installed_version, preflight
 
 if TYPE_CHECKING:
     from inference_study.backend import Backend, BackendSettings
@@ -69,10 +70,23 @@ class TrtllmFamily(BackendFamily):
                 problems.append(f"trtllm.{key}: {outside} not in sweep.models (TensorRT-LLM cells are compared "
                                 f"with the PyTorch rungs of the same model); allowed: {study.sweep.models}")
         sweep = study.sweep
-        return problems + study.trtllm.sweep_errors(sweep.batch_sizes, sweep.input_lens, sweep.output_lens)
+        return (problems + study.trtllm.sweep_errors(sweep.batch_sizes, sweep.input_lens, sweep.output_lens)
+                + unmeasured_variants(study))
 
     def preflight(self, study: StudyConfig, features: list[str]) -> None:
         preflight(study.trtllm.enabled_flows, installed_version(), study.study.name, features)
+
+
+def unmeasured_variants(study: StudyConfig) -> list[str]:
+    """An enabled scenario's `trtllm_pytorch` variant that no runner measures yet (its feature is `measured=False`):
+    refused before any work, since the study would otherwise measure only `hf` and say nothing."""
+    problems = []
+    for name in study.sweep.scenarios:
+        feature = registry.scenarios()[name].variants.get(TRTLLM_PYTORCH)
+        if TRTLLM_PYTORCH in getattr(study.scenarios, name).backends and feature and not FEATURES[feature].measured:
+            problems.append(f"scenarios.{name}.backends: {TRTLLM_PYTORCH} is built, but the {name} runner measures "
+                            "only hf so far (docs/tensorrt-llm.md); allowed: [hf]")
+    return problems
 
 
 FAMILY = TrtllmFamily()

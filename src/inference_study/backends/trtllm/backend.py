@@ -1,6 +1,7 @@
 """TensorRT-LLM backends: a built engine (`trtllm_engine_<profile>`) and the LLM API's PyTorch backend.
 
-Both run the version's `LLM` class chosen by `trtllm.version.band_for` and are timed the way the
+Both run the version's `LLM` class chosen by `trtllm.version.band_for` (a contiguous-KV engine, which the
+LLM API cannot run, goes to the Python session runtime instead: session.py) and are timed the way the
 PyTorch rungs are: every request is streamed (`generate_async(streaming=True)`) and each token gets
 a host timestamp when it arrives, so TTFT, ITL, TPOT and E2E come from the same clock and the same
 definitions. TensorRT-LLM allocates outside torch's caching allocator, so memory comes from NVML.
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from inference_study.backend import Backend, BackendSettings, Generation
+from inference_study.backends.trtllm.session import SessionEngine
 from inference_study.strict import ConfigError
 from inference_study.trtllm.calls import (
     COMPLETION_OUTPUT_READS,
@@ -40,6 +42,8 @@ from inference_study.trtllm.calls import (
     iteration_stats_kv_cache_kwargs,
     iteration_stats_llm_kwargs,
     kv_cache_kwargs,
+    kv_connector_llm_extras,
+    kv_connector_llm_kwargs,
     pytorch_llm_kwargs,
     sampling_kwargs,
 )
@@ -139,6 +143,7 @@ class TrtllmBackend(Backend):
         self.band: Band | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.llm_extras: LlmExtras = {}
+        self.plain_llm_kwargs: dict[str, object] = {}  # LLM keywords whose value is no config object
         self.speculative: list[SpeculativeCounters] = []  # per request of the last `generate`
         self.kv_cache_override: dict[str, object] | None = None
         self.kv_cache: list[KvCacheCounters] = []  # per request of the last `generate`, with the override
@@ -165,7 +170,7 @@ class TrtllmBackend(Backend):
         self.loop = asyncio.new_event_loop()
         extras = {keyword: resolve(path)(**kwargs) for keyword, (path, kwargs) in self.llm_extras.items()}
         self.llm = resolve(self.band.llm_class_path(self.flow))(**self.llm_kwargs(kv_cache_config), **extras,
-                                                                 **stats_llm)
+                                                                 **self.plain_llm_kwargs, **stats_llm)
         self.end_id, self.pad_id = special_ids(self.model_dir)
 
     def generate(self, input_ids: list[list[int]], output_len: int) -> Generation:
@@ -196,18 +201,46 @@ class TrtllmBackend(Backend):
 class TrtllmEngine(TrtllmBackend):
     name = "trtllm_engine"
     description = (
-        "a TensorRT engine built by trtllm-build for one profile, run by the version's TensorRT-engine LLM "
-        "(in-flight batching; batches above the engine's max_batch_size queue)"
+        "a TensorRT engine built by trtllm-build for one profile: paged KV on the version's TensorRT-engine LLM "
+        "(in-flight batching; batches above the engine's max_batch_size queue), contiguous KV on the Python "
+        "session runtime (one whole batch at a time)"
     )
     flow = "engine"
     settings: TrtllmEngineSettings
 
-    def llm_kwargs(self, kv_cache_config: object) -> dict[str, object]:
+    def __init__(self, settings: BackendSettings, model_dir: Path, dtype: str, device: str):
+        super().__init__(settings, model_dir, dtype, device)
+        self.session: SessionEngine | None = None
+
+    def engine_dir(self) -> Path:
         engine_dir = self.settings.engine_dir
         if engine_dir is None or not (Path(engine_dir) / "config.json").is_file():
             raise ConfigError(f"engine of profile {self.settings.profile!r} not found at {engine_dir!r}: "
                               "engines are built by the trtllm_build stage (`dvc repro trtllm_build`)")
-        return engine_llm_kwargs(Path(engine_dir), kv_cache_config)
+        return Path(engine_dir)
+
+    def llm_kwargs(self, kv_cache_config: object) -> dict[str, object]:
+        return engine_llm_kwargs(self.engine_dir(), kv_cache_config)
+
+    def load(self) -> None:
+        """A paged engine on the LLM API; a contiguous one on the session runtime, the only one that runs it."""
+        if self.settings.build.paged_kv_cache:
+            super().load()
+            return
+        self.band = band_for(import_tensorrt_llm().__version__, self.flow)
+        self.session = SessionEngine(self.engine_dir())
+        self.end_id, self.pad_id = special_ids(self.model_dir)
+
+    def generate(self, input_ids: list[list[int]], output_len: int) -> Generation:
+        if self.session is None:
+            return super().generate(input_ids, output_len)
+        return self.session.generate(input_ids, output_len, self.end_id, self.pad_id)
+
+    def release(self) -> None:
+        if self.session is not None:
+            self.session.release()
+            self.session = None
+        super().release()
 
 
 class TrtllmPytorch(TrtllmBackend):
@@ -226,6 +259,12 @@ class TrtllmPytorch(TrtllmBackend):
         self.kv_cache_override = keywords
         return self
 
+    def with_kv_connector(self) -> TrtllmPytorch:
+        """This backend with our prefix-hash KV cache connector plugged in, and CUDA graphs off, which it needs."""
+        self.llm_extras = kv_connector_llm_extras()
+        self.plain_llm_kwargs = kv_connector_llm_kwargs()
+        return self
+
     def with_iteration_stats(self) -> TrtllmPytorch:
         """This backend with iteration stats on (`enable_iter_perf_stats`), so `read_kv_totals` works."""
         self.iteration_stats = True
@@ -233,9 +272,13 @@ class TrtllmPytorch(TrtllmBackend):
 
     def read_kv_totals(self) -> KvCacheCounters:
         """Drain the iteration stats and return the KV cache manager's cumulative block counters: a phase's
-        reuse is the difference around it, so warmup and earlier phases never count."""
-        self.kv_totals = kv_cache_totals(getattr(self.llm, STATS_METHOD)(**get_stats_kwargs()), self.kv_totals)
+        reuse is the difference around it, so warmup and earlier phases never count. They are drained on the
+        backend's event loop, where the executor created their queue with the first request."""
+        self.kv_totals = kv_cache_totals(self.loop.run_until_complete(self._drain_stats()), self.kv_totals)
         return self.kv_totals
+
+    async def _drain_stats(self) -> list[dict]:
+        return [stats async for stats in getattr(self.llm, STATS_METHOD)(**get_stats_kwargs())]
 
     def llm_kwargs(self, kv_cache_config: object) -> dict[str, object]:
         return pytorch_llm_kwargs(self.model_dir, self.dtype, self.settings, kv_cache_config)

@@ -5,8 +5,9 @@ it (built by `trtllm.calls.block_reuse_kv_cache_kwargs`, whose names the contrac
 
 This is the benchmarks' own experiment, so nothing is emulated: B's allocation evicts A's reusable blocks from the
 device pool, to the host tier when there is one. Reused blocks come from the iteration stats
-(`enable_iter_perf_stats`, `LLM.get_stats()`): the KV cache manager's `reusedBlocks` / `missedBlocks` are
-cumulative, so each request's count is their difference around it and warmup never counts. An `LLM` keeps its
+(`enable_iter_perf_stats`, `LLM.get_stats_async()` drained on the backend's event loop): the KV cache manager's
+`reusedBlocks` / `missedBlocks` are cumulative, so each request's count is their difference around it and warmup
+never counts. An `LLM` keeps its
 pool between sequences, so each sequence (warmup or timed) sends its own A,B pair; both arms send the same pairs.
 The arms cannot run round-robin (each holds its own `LLM` and pool), so each is its own timed loop under the
 stopping rule, one after the other. TTFT is the first streamed token's arrival. Which tier a reused block came

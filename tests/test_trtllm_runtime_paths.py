@@ -9,7 +9,6 @@ without the interface: each test here failed before its fix. Nothing here measur
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -19,6 +18,7 @@ from helpers.trtllm_contract import objects, unlisted
 from helpers.trtllm_stand_in import (
     CONNECTOR_GRAPH_REFUSAL,
     FIRST_TOKEN,
+    connector_instance,
     connector_step,
     import_connector,
     install_stand_in,
@@ -34,7 +34,6 @@ from inference_study.harness import run_cell
 from inference_study.models import prepare_model
 from inference_study.plan import bench_units
 from inference_study.trtllm.calls import kv_connector_llm_extras, session_generate_kwargs, session_load_kwargs
-from inference_study.trtllm.prefix_store import BLOCKS_DIR_ENV, FINGERPRINT_ENV
 from inference_study.trtllm.settings import TrtllmPytorchSettings
 from inference_study.trtllm.version import TrtllmUnavailable, band_for, require_feature, resolve
 
@@ -153,23 +152,14 @@ BLOCK = 4
 PROMPT = list(range(200, 214))  # three full blocks and a partial one
 
 
-def _connector(connector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pool: torch.Tensor):
-    monkeypatch.setenv(BLOCKS_DIR_ENV, str(tmp_path))
-    monkeypatch.setenv(FINGERPRINT_ENV, "tiny-llama-float32")
-    llm_args = SimpleNamespace(kv_cache_config=SimpleNamespace(tokens_per_block=BLOCK))
-    scheduler, worker = connector.PrefixHashScheduler(llm_args), connector.PrefixHashWorker(llm_args)
-    worker.register_kv_caches(pool)
-    return scheduler, worker
-
-
 def test_blocks_load_right_after_the_ones_already_on_the_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """computed_position leaves out the connector's tokens on 1.x: with block 0 cached on the GPU, disk blocks 1
     and 2 go to the request's GPU blocks 1 and 2 (the early arithmetic put them before block 0, so nowhere)."""
     connector, _ = import_connector(monkeypatch, "1.2.1")
     cold = torch.randn(8, 2, 3, BLOCK, 5, generator=torch.Generator().manual_seed(3))
-    connector_step(*_connector(connector, tmp_path, monkeypatch, cold), PROMPT, [5, 2, 7, 1], device_matched=0)
+    connector_step(*connector_instance(connector, tmp_path, monkeypatch, BLOCK, cold), PROMPT, [5, 2, 7, 1], device_matched=0)
     warm = torch.zeros_like(cold)
-    matched, plan = connector_step(*_connector(connector, tmp_path, monkeypatch, warm), PROMPT, [3, 0, 6, 4],
+    matched, plan = connector_step(*connector_instance(connector, tmp_path, monkeypatch, BLOCK, warm), PROMPT, [3, 0, 6, 4],
                                    device_matched=BLOCK)
     assert matched == 2 * BLOCK and [b for _, b in plan.load] == [0, 6] and plan.save == []
     assert torch.equal(warm[0], cold[2]) and torch.equal(warm[6], cold[7])

@@ -16,14 +16,14 @@ import torch
 import yaml
 from helpers.repository import REPO_ROOT, trtllm_features
 from helpers.trtllm_contract import NGRAM_DECODING, callee_objects, unlisted
-from helpers.trtllm_stand_in import connector_step, import_connector, install_stand_in
+from helpers.trtllm_stand_in import CONNECTOR_FINGERPRINT, connector_instance, connector_step, import_connector, install_stand_in
 
 from inference_study.backends.trtllm.backend import TrtllmPytorch, speculative_counters
 from inference_study.compose import compose_yaml
 from inference_study.config import ConfigError, validate_params
 from inference_study.tensor_files import CacheRefused
 from inference_study.trtllm.calls import ngram_llm_extras
-from inference_study.trtllm.prefix_store import BLOCKS_DIR_ENV, FINGERPRINT_ENV, PrefixBlockStore
+from inference_study.trtllm.prefix_store import PrefixBlockStore
 from inference_study.trtllm.settings import TrtllmPytorchSettings
 from inference_study.trtllm.version import TrtllmUnavailable, band_for, preflight
 
@@ -85,16 +85,6 @@ def test_damaged_or_foreign_block_files_are_refused(tmp_path: Path) -> None:
         store.load(third)
 
 
-# The connector classes over the stand-in's base classes: two "instances" share a directory.
-def _instance(connector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pool: torch.Tensor):
-    monkeypatch.setenv(BLOCKS_DIR_ENV, str(tmp_path))
-    monkeypatch.setenv(FINGERPRINT_ENV, "tiny-llama-float16")
-    llm_args = SimpleNamespace(kv_cache_config=SimpleNamespace(tokens_per_block=BLOCK))
-    scheduler, worker = connector.PrefixHashScheduler(llm_args), connector.PrefixHashWorker(llm_args)
-    worker.register_kv_caches(pool)
-    return scheduler, worker
-
-
 def _step(scheduler, worker, block_ids: list[int], device_matched: int = 0) -> tuple[int, object]:
     """One new request through the connector as the stand-in's 1.x executor drives it."""
     return connector_step(scheduler, worker, PROMPT, block_ids, device_matched)
@@ -105,11 +95,11 @@ def test_connector_saves_then_a_new_instance_loads_the_same_blocks(
 ) -> None:
     connector, log = import_connector(monkeypatch, "1.2.1")
     cold_pool = torch.randn(8, 2, 3, BLOCK, 5, generator=torch.Generator().manual_seed(0))
-    matched, plan = _step(*_instance(connector, tmp_path, monkeypatch, cold_pool), block_ids=[5, 2, 7, 1])
+    matched, plan = _step(*connector_instance(connector, tmp_path, monkeypatch, BLOCK, cold_pool), block_ids=[5, 2, 7, 1])
     assert matched == 0 and plan.load == [] and [b for _, b in plan.save] == [5, 2, 7]
 
     warm_pool = torch.zeros_like(cold_pool)
-    matched, plan = _step(*_instance(connector, tmp_path, monkeypatch, warm_pool), block_ids=[3, 0, 6, 4])
+    matched, plan = _step(*connector_instance(connector, tmp_path, monkeypatch, BLOCK, warm_pool), block_ids=[3, 0, 6, 4])
     assert matched == 3 * BLOCK and [b for _, b in plan.load] == [3, 0, 6] and plan.save == []
     for cold, warm in ((5, 3), (2, 0), (7, 6)):
         assert torch.equal(warm_pool[warm], cold_pool[cold])
@@ -121,10 +111,10 @@ def test_connector_saves_then_a_new_instance_loads_the_same_blocks(
 def test_connector_recomputes_from_a_damaged_block_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     connector, _ = import_connector(monkeypatch, "1.2.1")
     pool = torch.randn(8, 2, 3, BLOCK, 5, generator=torch.Generator().manual_seed(1))
-    _step(*_instance(connector, tmp_path, monkeypatch, pool), block_ids=[0, 1, 2, 3])
-    second = PrefixBlockStore(tmp_path, BLOCK, "tiny-llama-float16").block_hashes(PROMPT)[1]
+    _step(*connector_instance(connector, tmp_path, monkeypatch, BLOCK, pool), block_ids=[0, 1, 2, 3])
+    second = PrefixBlockStore(tmp_path, BLOCK, CONNECTOR_FINGERPRINT).block_hashes(PROMPT)[1]
     (tmp_path / f"{second}.safetensors").write_bytes(b"not a tensor file")
-    matched, plan = _step(*_instance(connector, tmp_path, monkeypatch, torch.zeros_like(pool)), [4, 5, 6, 7])
+    matched, plan = _step(*connector_instance(connector, tmp_path, monkeypatch, BLOCK, torch.zeros_like(pool)), [4, 5, 6, 7])
     assert matched == BLOCK and [b for _, b in plan.load] == [4]
 
 

@@ -210,6 +210,22 @@ def _connector_bases(log: CallLog) -> ModuleType:
     return module
 
 
+CONNECTOR_FINGERPRINT = "tiny-llama-float16"  # the model fingerprint a test connector stores its blocks under
+
+
+def connector_instance(connector: ModuleType, blocks_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                       tokens_per_block: int, pool: torch.Tensor) -> tuple[object, object]:
+    """The project's connector scheduler and worker over `pool`, storing in `blocks_dir`: one "instance"."""
+    from inference_study.trtllm.prefix_store import BLOCKS_DIR_ENV, FINGERPRINT_ENV  # as the executor's env
+
+    monkeypatch.setenv(BLOCKS_DIR_ENV, str(blocks_dir))
+    monkeypatch.setenv(FINGERPRINT_ENV, CONNECTOR_FINGERPRINT)
+    llm_args = SimpleNamespace(kv_cache_config=SimpleNamespace(tokens_per_block=tokens_per_block))
+    scheduler, worker = connector.PrefixHashScheduler(llm_args), connector.PrefixHashWorker(llm_args)
+    worker.register_kv_caches(pool)
+    return scheduler, worker
+
+
 def connector_step(scheduler: object, worker: object, tokens: list[int], block_ids: list[int],
                    device_matched: int) -> tuple[int, object]:
     """One new request through a connector as the 1.1/1.2 executor drives it (_torch/pyexecutor/

@@ -7,7 +7,7 @@ shape: 1.105 against 1.405 ms a step at batch 1, 1.70 against 4.22 ms at batch 3
   The HF model's own projections become views of the fused weights, so every weight is held once (the
   allocator's peak is the model's, as for the other rungs) and the HF model still runs for the scenarios.
 * Decode attention groups the query heads of each KV head against the unexpanded cache
-  `[layers, batch, kv_heads, max_len, head_dim]`: two batched matmuls and a softmax, no repeat_kv copies
+  `[batch, kv_heads, max_len, head_dim]` of each layer: two batched matmuls and a softmax, no repeat_kv copies
   (in the probe's batch-32 profile HF's masked SDPA path, which expands K/V by the group size in every
   layer, took 2.75 of the step's 4.17 ms of kernel time).
 * The whole step (forward, argmax, feeding the token back, position + 1) runs on the device, compiled by
@@ -89,8 +89,11 @@ class DecodeState:
     """What one (batch, max_len) shape's step reads and writes, in tensors allocated once: a CUDA graph
     replays on their addresses, so the same state serves every call of that shape."""
 
-    keys: torch.Tensor  # [layers, batch, kv_heads, max_len, head_dim]
-    values: torch.Tensor
+    # One [batch, kv_heads, max_len, head_dim] tensor a layer, as HF's StaticCache holds them: a step writes
+    # into graph inputs themselves, never into views of one stacked buffer, which functionalization would
+    # write back into the whole buffer (every layer's cache) on every step.
+    keys: tuple[torch.Tensor, ...]
+    values: tuple[torch.Tensor, ...]
     cos: torch.Tensor  # [max_len, head_dim], the HF rotary module's values at every position
     sin: torch.Tensor
     token: torch.Tensor  # [batch]: the last token, the next step's input
@@ -159,11 +162,12 @@ class FusedDecoder(nn.Module):
     def new_state(self, batch: int, max_len: int) -> DecodeState:
         weight = self.embed_tokens.weight
         first = self.layers[0]
-        shape = (len(self.layers), batch, first.kv_heads, max_len, first.head_dim)
+        shape = (batch, first.kv_heads, max_len, first.head_dim)
         cos, sin = self.rotary_emb(weight[:1], torch.arange(max_len, device=weight.device)[None])
         ids = partial(torch.zeros, dtype=torch.long, device=weight.device)
+        caches = [tuple(weight.new_zeros(shape) for _ in self.layers) for _ in range(2)]
         return DecodeState(
-            keys=weight.new_zeros(shape), values=weight.new_zeros(shape), cos=cos[0], sin=sin[0],
+            keys=caches[0], values=caches[1], cos=cos[0], sin=sin[0],
             token=ids(batch), position=ids(1), history=ids(batch, max_len),
         )
 

@@ -42,3 +42,14 @@ def test_committed_inputs_declare_their_presets_comparisons(report_dir: Path) ->
     preset = validate_params(composed(*([] if name == "default" else [f"study={name}"])))
     assert study.study.comparisons == preset.study.comparisons
     assert study.study.comparisons.baseline is not None
+
+
+def test_a_report_keeps_its_inputs_byte_for_byte_in_the_schema_they_were_written_in(tmp_path: Path) -> None:
+    """Building from another results folder copies each result file, never the upgraded reading of it."""
+    inputs = REPORTS / "h100" / INPUTS
+    study = load_params(inputs / "params.yaml", legacy_ok=True)
+    build_report(study, inputs, tmp_path, inputs / ROOFLINE_NAME)
+    kept = sorted((tmp_path / INPUTS / "cells").rglob("*.json"))
+    assert kept and any('"schema_version": 2' in path.read_text() for path in kept), "old schemas are kept"
+    for path in kept:
+        assert path.read_bytes() == (inputs / path.relative_to(tmp_path / INPUTS)).read_bytes(), path

@@ -62,8 +62,8 @@ def build_report(study: StudyConfig, results_dir: Path, out_dir: Path, roofline_
     pairs = baseline_pairs(loaded, baseline)
     out_dir.mkdir(parents=True, exist_ok=True)
     if results_dir.resolve() != (out_dir / INPUTS).resolve():
-        keep_inputs(study, loaded, lambda inputs: keep_scenario_inputs(loaded_scenarios, inputs), roofline_path,
-                    out_dir)
+        keep_inputs(study, loaded, lambda inputs: keep_scenario_inputs(loaded_scenarios, results_dir, inputs),
+                    roofline_path, results_dir, out_dir)
     frame.to_csv(out_dir / "results.csv", index=False, float_format=FLOAT_FORMAT)
     metrics = summary(frame, pairs, baseline)
     write_json_atomic(out_dir / "summary.json", metrics)

@@ -10,12 +10,12 @@ import yaml
 
 from inference_study.config import StudyConfig
 from inference_study.report.table import Loaded
-from inference_study.results import ResultError, write_result
+from inference_study.results import ResultError
 from inference_study.roofline import ROOFLINE_NAME, Roofline
 
 INPUTS = "inputs"
 
-__all__ = ["INPUTS", "ROOFLINE_NAME", "keep_inputs", "load_roofline"]
+__all__ = ["INPUTS", "ROOFLINE_NAME", "copy_raw", "keep_inputs", "load_roofline"]
 
 
 def load_roofline(path: Path) -> Roofline | None:
@@ -28,8 +28,15 @@ def load_roofline(path: Path) -> Roofline | None:
         raise ResultError(f"{path}: not a valid roofline file: {error}") from None
 
 
+def copy_raw(source: Path, target: Path) -> None:
+    """A result file copied byte for byte: inputs keep what was measured, in the schema it was written in (a
+    result read through an upgrade is never written back over its original)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+
+
 def keep_inputs(study: StudyConfig, loaded: Loaded, keep_scenarios: Callable[[Path], None], roofline_path: Path,
-                out_dir: Path) -> None:
+                results_dir: Path, out_dir: Path) -> None:
     """Copy what the report is built from (params, cell results, what `keep_scenarios` writes, roofline) into
     `out_dir/inputs/`.
 
@@ -44,7 +51,7 @@ def keep_inputs(study: StudyConfig, loaded: Loaded, keep_scenarios: Callable[[Pa
         shutil.rmtree(cells_dir)
     for cell, result in loaded:
         if result is not None:
-            write_result(cell.result_path(inputs), result)
+            copy_raw(cell.result_path(results_dir), cell.result_path(inputs))
     keep_scenarios(inputs)
     (inputs / ROOFLINE_NAME).unlink(missing_ok=True)
     if roofline_path.exists():

@@ -12,7 +12,8 @@ from pathlib import Path
 from inference_study import registry
 from inference_study.config import StudyConfig, scenario_result_path
 from inference_study.plan import scenario_units
-from inference_study.results import ScenarioResult, read_scenario_result, write_scenario_result
+from inference_study.report.inputs import copy_raw
+from inference_study.results import ScenarioResult, read_scenario_result
 
 Loaded = list[tuple[str, str, ScenarioResult | None]]
 
@@ -26,10 +27,10 @@ def load_scenarios(study: StudyConfig, results_dir: Path) -> Loaded:
     return loaded
 
 
-def keep_scenario_inputs(loaded: Loaded, inputs_dir: Path) -> None:
+def keep_scenario_inputs(loaded: Loaded, results_dir: Path, inputs_dir: Path) -> None:
     for scenario, model, result in loaded:
         if result is not None:
-            write_scenario_result(scenario_result_path(inputs_dir, scenario, model), result)
+            copy_raw(scenario_result_path(results_dir, scenario, model), scenario_result_path(inputs_dir, scenario, model))
 
 
 def scenario_sections(study: StudyConfig, loaded: Loaded) -> list[str]:

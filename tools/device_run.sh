@@ -9,11 +9,10 @@
 # Results already measured stay: merge them into reports/<study>/inputs/cells/ and rebuild with
 # `inference-study report --inputs reports/<study>/inputs`.
 #
-# On a machine of several GPUs the bench cells (the targets, or every bench stage of the DAG) are dealt
-# round-robin to one copy of the repository per GPU, each pinned to its GPU with CUDA_VISIBLE_DEVICES and
-# running its own `dvc repro` (DVC runs one repro per repository at a time): one cell per GPU at once,
-# never two on one GPU; the first GPU also measures the roofline. Their results are merged before packing;
-# the report is left to the merge.
+# One GPU only (the first, unless CUDA_VISIBLE_DEVICES says otherwise), so the environment fingerprint is
+# that of a one-GPU machine of the kind. Several GPUs at once go through the Ray executor
+# (`inference-study run`, README "More than one GPU"), which cannot be carried here: Ray's cp312 manylinux
+# x86_64 wheel alone is 79.3 MB (ray 2.60.0), more than the device's 64 MiB carry, ~26 MB of it taken.
 set -uo pipefail
 source tools/device_env.sh || exit 1
 [ -d .git ] || { git init -q && git add -A && git -c user.name=device -c user.email=device@localhost commit -qm device; } >/dev/null
@@ -25,36 +24,12 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do overrides+=("$1"); shift; done
 export XDG_CACHE_HOME=${XDG_CACHE_HOME:-/tmp/device-cache}
 mkdir -p "$XDG_CACHE_HOME" && { [ ! -f .compile-bundles.tgz ] || tar xzf .compile-bundles.tgz -C "$XDG_CACHE_HOME"; }
 python -m inference_study.cli compose "${overrides[@]}" || exit 1
-limit=${DEVICE_RUN_LIMIT_S:-540}
-progress='^(Running stage|[a-z0-9_]+/[a-z_]+/b[0-9]+|ERROR|error)'
-gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+export CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0}
 SECONDS=0
-repos=(.)
-if [ "${gpus:-0}" -le 1 ]; then
-  timeout "$limit" dvc repro --keep-going "${targets[@]}" 2>&1 | tee "${OUT:-.}/dvc_repro.log" | grep -E "$progress"
-else
-  [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(dvc stage list --name-only | grep '^bench@')
-  repos=()
-  for ((gpu = 0; gpu < gpus; gpu++)); do
-    share=()
-    [ "$gpu" -eq 0 ] && share+=(roofline)
-    for ((i = gpu; i < ${#targets[@]}; i += gpus)); do share+=("${targets[i]}"); done
-    [ ${#share[@]} -gt 0 ] || continue
-    copy=/tmp/study-gpu$gpu && rm -rf "$copy" && cp -a . "$copy" && rm -rf "$copy/results/cells" && repos+=("$copy")
-    (cd "$copy" && CUDA_VISIBLE_DEVICES=$gpu timeout "$limit" dvc repro --keep-going "${share[@]}" 2>&1 \
-      | grep -E "$progress" | sed "s/^/[gpu $gpu] /") &
-  done
-  wait
-  mkdir -p results/cells
-  for copy in "${repos[@]}"; do  # cells are dealt disjointly, and a cell measured now replaces an older one
-    cp -r "$copy"/results/cells/. results/cells/ 2>/dev/null
-  done
-  cp "${repos[0]}"/results/{roofline,env}.json results/  # the first GPU measured the roofline
-fi
-echo "dvc repro: ${SECONDS}s on ${gpus:-0} GPU(s)"
+timeout "${DEVICE_RUN_LIMIT_S:-540}" dvc repro --keep-going "${targets[@]}" 2>&1 | tee "${OUT:-.}/dvc_repro.log" \
+  | grep -E '^(Running stage|[a-z0-9_]+/[a-z_]+/b[0-9]+|ERROR|error)'
+echo "dvc repro: ${SECONDS}s on GPU $CUDA_VISIBLE_DEVICES"
 tar czf "${OUT:-.}/cells.tgz" results/cells results/roofline.json results/env.json
 (cd "$XDG_CACHE_HOME" && find inference-study/compile -path '*/artifacts/*' -type f -print0 2>/dev/null \
   | tar czf "${OUT:-.}/compile-bundles.tgz" --null -T -)  # carry it next time as .compile-bundles.tgz
-for repo in "${repos[@]}"; do  # each repository's own dvc.lock says which of its cells are done
-  (cd "$repo" && python -m inference_study.cli cells | grep -v " missing  ")
-done  # missing cells: counted on each last line
+python -m inference_study.cli cells | grep -v " missing  "  # dvc.lock says which cells are done; missing: counted last

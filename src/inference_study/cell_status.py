@@ -29,9 +29,17 @@ REPRO_RUNNING = ("a `dvc repro` holds the repository's lock: states come from th
                  "and whether a done cell is stale is not checked until it finishes")
 
 
-def dvc_changes_by_output(root: Path) -> dict[Path, str] | None:
-    """For each output of a stage that `dvc status` reports changed, a short description of why; None while
-    a running `dvc repro` holds the lock (DVC's status cannot be read then)."""
+@dataclass(frozen=True)
+class DvcState:
+    """What `dvc status` says of the DAG: why each changed stage is stale, and every stage's outputs."""
+
+    changes: dict[str, str]
+    outputs: dict[str, list[Path]]
+
+
+def dvc_state(root: Path) -> DvcState | None:
+    """Each changed stage with a one-line reason, and each stage's resolved outputs; None while a running
+    `dvc repro` holds the lock (DVC's status cannot be read then)."""
     from dvc.lock import LockError  # heavy: DVC's repository API, only for this check
     from dvc.repo import Repo  # heavy: DVC's repository API, only for this check
 
@@ -42,7 +50,16 @@ def dvc_changes_by_output(root: Path) -> dict[Path, str] | None:
                        for stage in repo.index.stages}
     except LockError:
         return None
-    return {out: _describe(name, changes) for name, changes in changed.items() for out in outputs.get(name, [])}
+    return DvcState({name: _describe(name, changes) for name, changes in changed.items()}, outputs)
+
+
+def dvc_changes_by_output(root: Path) -> dict[Path, str] | None:
+    """For each output of a stage that `dvc status` reports changed, a short description of why; None while
+    a running `dvc repro` holds the lock."""
+    state = dvc_state(root)
+    if state is None:
+        return None
+    return {out: why for name, why in state.changes.items() for out in state.outputs.get(name, [])}
 
 
 def _describe(stage: str, changes: list[Any]) -> str:

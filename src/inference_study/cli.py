@@ -86,6 +86,21 @@ def _doctor(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    """Exit 1 when a unit crashed or was refused (the others stay recorded; a rerun runs only those)."""
+    from inference_study.executor import Resources, RunError, ray_cluster, run_study  # imports Ray and DVC
+
+    resources = Resources(args.gpus_per_unit, args.cpus_per_unit, args.max_parallel)
+    try:
+        with ray_cluster(args.address, args.num_gpus):
+            summary = run_study(resources)
+    except RunError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(summary.line())
+    return 0 if summary.ok else 1
+
+
 def _dag(args: argparse.Namespace) -> int:
     from inference_study import dag  # imports grimp and ruamel.yaml, which no other command needs
 
@@ -117,6 +132,16 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="print the findings as JSON")
     doctor.add_argument("--root", type=Path, default=Path("."), help="the study checkout to inspect")
     doctor.set_defaults(handler=_doctor)
+    run = commands.add_parser("run", help="measure the stale cells on every GPU through Ray (one host, or a cluster "
+                              "with --address): DVC runs the upstream stages, records each cell, runs the report")
+    run.add_argument("--address", help="a running Ray cluster (host:port, ray://host:port or auto); default: start "
+                     "a local Ray instance")
+    run.add_argument("--num-gpus", type=int, help="logical GPUs of the local Ray instance (default: the GPUs it finds)")
+    run.add_argument("--max-parallel", type=int, help="at most this many units in flight (default: as the GPUs allow)")
+    run.add_argument("--gpus-per-unit", type=float, default=1, help="GPUs each unit holds (default 1; 0 on a CPU)")
+    run.add_argument("--cpus-per-unit", type=float, default=1, help="host CPUs each unit holds (default 1): bounds "
+                     "how many host-bound units share a host")
+    run.set_defaults(handler=_run)
     dag = commands.add_parser("dag", help="check (--check) or derive (--write) dvc.yaml's code deps from the "
                               "import graph: a stage depends on every module its script can import")
     dag.set_defaults(handler=_dag)

@@ -10,6 +10,11 @@ compile level 1) and `hf_paged_graphs_compiled` (both).
 
 from __future__ import annotations
 
+from importlib import metadata
+from typing import TYPE_CHECKING
+
+from packaging.version import Version
+
 from inference_study.backends.hf.settings import (
     HfCompiledLoopSettings,
     HfEagerSettings,
@@ -19,8 +24,15 @@ from inference_study.backends.hf.settings import (
     HfStaticSettings,
 )
 from inference_study.registry import BackendFamily, BackendSpec
+from inference_study.strict import ConfigError
+
+if TYPE_CHECKING:
+    from inference_study.config import StudyConfig
 
 PAGED = "inference_study.backends.hf.paged:HfPaged"
+# TensorRT-LLM 1.2's pin: the oldest transformers the rungs are tested on (.ci/run's second leg). Older ones
+# may take the same calls and do something else (an unknown `dtype=` keyword is not an error everywhere).
+OLDEST_TESTED_TRANSFORMERS = "4.57.1"
 
 
 class PytorchFamily(BackendFamily):
@@ -38,6 +50,27 @@ class PytorchFamily(BackendFamily):
         BackendSpec("hf_paged_graphs_compiled", HfPagedSettings, PAGED, variant_of="hf_paged",
                     fixed={"use_cuda_graph": True, "compile_level": 1}),
     )
+
+    def preflight(self, study: StudyConfig, features: list[str]) -> None:
+        """Stop before any work when a swept paged rung needs a continuous batching this transformers lacks
+        (TensorRT-LLM 1.2's image pins transformers 4.57.1; the other rungs run there), or any rung
+        would run on a transformers older than the rungs are tested on (older TensorRT-LLM images)."""
+        swept = [name for name in study.sweep.backends if self.owns(name)]
+        installed = metadata.version("transformers")
+        if swept and Version(installed) < Version(OLDEST_TESTED_TRANSFORMERS):
+            raise ConfigError(f"sweep.backends: {', '.join(swept)}: the installed transformers {installed} is "
+                              f"older than {OLDEST_TESTED_TRANSFORMERS}, the oldest these rungs are tested "
+                              "on; allowed here: none of them")
+        paged = [name for name in swept if self.spec(name).implementation == PAGED]
+        if not paged:
+            return
+        from inference_study.backends.hf.paged import (  # heavy: loads torch and transformers
+            continuous_batching_missing,
+        )
+
+        problem = continuous_batching_missing()
+        if problem:
+            raise ConfigError(f"sweep.backends: {', '.join(paged)}: {problem}; allowed here: the other rungs")
 
 
 FAMILY = PytorchFamily()

@@ -15,15 +15,30 @@ from __future__ import annotations
 import time
 from contextlib import nullcontext
 
-from transformers import ContinuousBatchingConfig, GenerationConfig
+import transformers
+from transformers import GenerationConfig
 from transformers.generation.continuous_batching import RequestStatus
 
 from inference_study.backend import Generation
 from inference_study.backends.hf.generate import HfGenerate, forward_tokens, synchronize
 from inference_study.backends.hf.settings import HfPagedSettings
+from inference_study.strict import ConfigError
 
 # How long to wait for the next finished request before checking that the manager thread is alive.
 RESULT_POLL_S = 1.0
+
+
+def continuous_batching_missing() -> str | None:
+    """Why the installed transformers cannot run the paged rungs (naming its version), or None.
+
+    transformers 4.57 (TensorRT-LLM 1.2's pin) has an earlier continuous batching: no
+    ContinuousBatchingConfig, per-token timestamps, block sharing or compile levels, and CUDA graphs refused.
+    Driving it would measure another implementation under the same rung name, so the rung is refused.
+    """
+    if hasattr(transformers, "ContinuousBatchingConfig"):
+        return None
+    return (f"the paged rungs need transformers' ContinuousBatchingConfig (transformers 5.17), which the "
+            f"installed transformers {transformers.__version__} lacks")
 
 
 class HfPaged(HfGenerate):
@@ -35,12 +50,21 @@ class HfPaged(HfGenerate):
     )
     settings: HfPagedSettings
 
+    @classmethod
+    def unavailable_reason(cls, device: str) -> str | None:
+        return continuous_batching_missing()
+
     @property
     def compiles(self) -> bool:
         """Compiled only above compile level 0, so only then is there a compile time and a cache to report."""
         return bool(self.settings.compile_level)
 
     def load(self) -> None:
+        """Refused before the model loads where transformers' continuous batching is not the one driven here
+        (the kv_offload scenario's paged reference loads it directly)."""
+        problem = continuous_batching_missing()
+        if problem:
+            raise ConfigError(f"backends.{self.name}: {problem}")
         super().load()
         self.manager = None
 
@@ -53,12 +77,12 @@ class HfPaged(HfGenerate):
             pad_token_id=self.model.config.pad_token_id or 0,
         )
 
-    def continuous_batching_config(self) -> ContinuousBatchingConfig:
+    def continuous_batching_config(self) -> transformers.ContinuousBatchingConfig:
         """The settings as transformers' config; a knob left at None is not passed, so transformers' own
         default applies (graphs off under paged|sdpa, compile level 0)."""
         settings = self.settings
         optional = {"use_cuda_graph": settings.use_cuda_graph, "default_compile_level": settings.compile_level}
-        return ContinuousBatchingConfig(
+        return transformers.ContinuousBatchingConfig(
             block_size=settings.block_size,
             num_blocks=settings.num_blocks,
             max_batch_tokens=settings.max_batch_tokens,

@@ -152,19 +152,21 @@ def family_of(backend: str) -> BackendFamily | None:
     return next((family for family in families() if family.owns(backend)), None)
 
 
-def backend_class(name: str) -> type[Backend]:
-    """Import and return the class that runs backend `name`."""
+def _owner(name: str) -> BackendFamily:
     family = family_of(name)
     if family is None:
         raise KeyError(f"unknown backend {name!r}; registered: {sorted(sweepable_backends())}")
-    return family.backend_class(name)
+    return family
+
+
+def backend_class(name: str) -> type[Backend]:
+    """Import and return the class that runs backend `name`."""
+    return _owner(name).backend_class(name)
 
 
 def description(name: str) -> str:
     """The words a result records for backend `name` (importing its code unless it is a variant)."""
-    family = family_of(name)
-    if family is None:
-        raise KeyError(f"unknown backend {name!r}; registered: {sorted(sweepable_backends())}")
+    family = _owner(name)
     spec = family.spec(name)  # None where a family names its backends itself (TensorRT-LLM's engine profiles)
     return spec.description() if spec else family.backend_class(name).description
 

@@ -23,7 +23,7 @@ def test_every_study_preset_composes_and_plans_units(study: str) -> None:
 
 
 # A scenario preset for GPU models runs on a study that prepares those models.
-PAIRED = {("scenario", "h100"): ["study=h100"]}
+PAIRED = {("scenario", "h100"): ["study=h100"], ("scenario", "h200"): ["study=h200"]}
 
 
 @pytest.mark.parametrize(("group", "option"), [(g, o) for g, options in GROUPS.items() for o in options])

@@ -67,6 +67,18 @@ def test_utilization_against_measured_and_datasheet() -> None:
     assert values["prefill_mfu_datasheet_pct"] is None
 
 
+def test_utilization_of_a_tensor_parallel_model_is_over_all_its_gpus() -> None:
+    """Each of N GPUs reads its shard of the step's bytes: the ceiling is N GPUs' bandwidth."""
+    roofline = Roofline(gpu_name="g", measured_bandwidth_gb_s=1e-3, measured_matmul_tflops=1e-6,
+                        matmul_dtype="float16", datasheet_bandwidth_gb_s=2e-3, datasheet_fp16_tflops=None,
+                        null_reasons={"datasheet_fp16_tflops": "none"})
+    one = _result(steps=10.0, ttft=0.1)
+    two = one.model_copy(update={"model": one.model.model_copy(update={"tensor_parallel": 2})})
+    single, sharded = utilization(one, roofline), utilization(two, roofline)
+    for name in ("mbu_pct", "mbu_datasheet_pct", "prefill_mfu_pct"):
+        assert sharded[name] == pytest.approx(single[name] / 2)
+
+
 def test_datasheet_lookup_by_nvml_name() -> None:
     assert datasheet_for("NVIDIA H100 80GB HBM3")["bandwidth_gb_s"] == 3350.0
     assert datasheet_for("NVIDIA GeForce GTX 1080") == {}

@@ -62,7 +62,7 @@ def flags(argv: list[str]) -> dict[str, str]:
 
 def runtime_names(band: Band, flow: str) -> dict[str, tuple[list[str], object]]:
     """What the backends pass and read at run time, with the contract objects that must record it."""
-    llm_kwargs = (engine_llm_kwargs(Path("engine"), object()) if flow == "engine"
+    llm_kwargs = (engine_llm_kwargs(Path("engine"), 1, object()) if flow == "engine"
                   else pytorch_llm_kwargs(Path("hf"), "float16", TrtllmPytorchSettings(), object()))
     return {
         "LLM class": ([band.llm_class_path(flow)], objects(CLASS_IDENTITY)),

@@ -12,7 +12,17 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from ruamel.yaml import YAML, YAMLError
 
 from inference_study import registry
@@ -61,6 +71,8 @@ class ModelSpec(Strict):
     local_path: str | None = None
     trust_remote_code: bool = False
     shape: ModelShape | None = Field(default=None, description="architecture sizes for source=random")
+    tensor_parallel: PositiveInt = Field(
+        default=1, description="GPUs of one node the model is sharded over (tensor parallelism); 1: one GPU")
 
     @model_validator(mode="after")
     def _source_needs_its_fields(self) -> ModelSpec:
@@ -68,7 +80,23 @@ class ModelSpec(Strict):
         for field in required[self.source]:
             if not getattr(self, field):
                 raise ValueError(f"source={self.source!r} needs {field!r} to be set")
+        if self.shape is not None:
+            heads = {"num_attention_heads": self.shape.num_attention_heads,
+                     "num_key_value_heads": self.shape.num_key_value_heads}
+            undivided = [f"shape.{key}={count}" for key, count in heads.items() if count % self.tensor_parallel]
+            if undivided:
+                raise ValueError(f"tensor_parallel={self.tensor_parallel} does not divide {', '.join(undivided)}: "
+                                 "each rank holds whole attention and KV heads")
         return self
+
+    @model_serializer(mode="wrap")
+    def _one_gpu_unsaid(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
+        """`tensor_parallel: 1` is left out, as params.yaml leaves it out: a one-GPU model keeps the config
+        hash (and the DVC params) it had before tensor parallelism existed."""
+        dumped = handler(self)
+        if dumped.get("tensor_parallel") == 1:
+            del dumped["tensor_parallel"]
+        return dumped
 
 
 class BenchSettings(Strict):
@@ -217,7 +245,7 @@ class CoreStudyConfig(Strict):
             except ValidationError as error:
                 raise ValueError(format_errors(error, prefix=f"backends.{name}")) from None
         problems = [problem for family in registry.families() for problem in family.errors(self)]
-        problems += self._scenario_errors()
+        problems += self._scenario_errors() + self._tensor_parallel_errors()
         for name in self.sweep.backends:
             problems += rungs[name].validate(self.backends.get(name, {}), key=f"backends.{name}").sweep_errors(
                 self.sweep.batch_sizes, self.sweep.input_lens, self.sweep.output_lens, key=f"backends.{name}"
@@ -233,6 +261,27 @@ class CoreStudyConfig(Strict):
                     f"{max(self.sweep.output_lens)} = {longest} exceeds models.{name}.max_seq_len={limit}"
                 )
         return self
+
+    def _tensor_parallel_errors(self) -> list[str]:
+        """Sharded models on what cannot shard them: a one-GPU rung, a scenario, or fresh processes per cell."""
+        sharded = {name: self.models[name].tensor_parallel for name in self.sweep.models
+                   if self.models[name].tensor_parallel > 1}
+        problems = []
+        for model, ranks in sharded.items():
+            one_gpu = [name for name in self.sweep.backends if registry.sweepable_backends()[name].ranks is None]
+            if one_gpu:
+                problems.append(f"models.{model}.tensor_parallel: {ranks}, but sweep.backends {one_gpu} run on one "
+                                "GPU; allowed: 1, or sweep only rungs that shard (e.g. hf_eager, hf_static)")
+            one_gpu = [name for name in self.sweep.scenarios if registry.scenarios()[name].ranks is None
+                       or getattr(self.scenarios, name).backends != ["hf"]]
+            if model in self.sweep.scenario_models and one_gpu:
+                problems.append(f"models.{model}.tensor_parallel: {ranks}, but sweep.scenarios {one_gpu} run on one "
+                                f"GPU (or through a library that starts its own ranks); allowed: 1, or leave {model} "
+                                "out of sweep.scenario_models, or sweep only multiround with backends [hf]")
+        if sharded and self.bench.processes > 1:
+            problems.append(f"bench.processes: {self.bench.processes} fresh processes a cell, but tensor-parallel "
+                            f"models ({', '.join(sharded)}) run as torchrun ranks; allowed: 1")
+        return problems
 
     def _scenario_errors(self) -> list[str]:
         """Variants a scenario does not have, and requests longer than a scenario model allows."""

@@ -162,8 +162,9 @@ def _check_reachable(address: str) -> None:
         raise ConfigError(f"--address: no Ray cluster answers at {address} ({error})") from None
 
 
-def check_resources(resources: Resources) -> None:
-    """Refuse a unit no node of the cluster can hold: Ray would wait for such a node forever."""
+def check_resources(resources: Resources, sharded: dict[str, int] | None = None) -> None:
+    """Refuse a unit no node of the cluster can hold: Ray would wait for such a node forever. `sharded` names the
+    swept models with tensor parallelism, and their ranks: such a unit asks for that many times the GPUs."""
     import ray  # heavy and optional (the `ray` extra): only the executor needs it
 
     nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
@@ -171,6 +172,10 @@ def check_resources(resources: Resources) -> None:
     if resources.gpus > most_gpus:
         raise ConfigError(f"--gpus-per-unit: {resources.gpus:g} GPU(s) per unit, but no node of the Ray cluster has "
                           f"more than {most_gpus:g} (a local instance takes logical GPUs from --num-gpus)")
+    for model, ranks in (sharded or {}).items():
+        if resources.gpus * ranks > most_gpus:
+            raise ConfigError(f"models.{model}.tensor_parallel: {ranks} ranks need {resources.gpus * ranks:g} GPUs of "
+                              f"one node, but no node of the Ray cluster has more than {most_gpus:g}")
     if not any(node.get("GPU", 0) >= resources.gpus and node.get("CPU", 0) >= resources.cpus for node in nodes):
         raise ConfigError(f"--cpus-per-unit: no node of the Ray cluster with {resources.gpus:g} GPU(s) has "
                           f"{resources.cpus:g} CPUs")
@@ -188,6 +193,10 @@ def run_study(resources: Resources) -> RunSummary:
     root = Path.cwd()
     with _exclusive(root):
         study = load_params(root / PARAMS_FILE)
+        sharded = {name: study.models[name].tensor_parallel for name in study.sweep.models
+                   if study.models[name].tensor_parallel > 1}
+        if sharded:
+            check_resources(resources, sharded)
         planned = {unit.result_path(root / RESULTS_DIR).resolve(): unit
                    for unit in [*bench_units(study), *scenario_units(study)]}
         state = _state(root)
@@ -270,7 +279,7 @@ def measure_units(root: Path, stale: dict[str, Unit], resources: Resources, expe
     name as it arrives, so a crash later keeps it. A stale unit's old result goes as its task is sent."""
     import ray  # heavy and optional (the `ray` extra): only the executor needs it
 
-    task = ray.remote(_measure).options(num_gpus=resources.gpus, num_cpus=resources.cpus, max_retries=0)
+    task = ray.remote(_measure)
     origin, waiting = time.time(), list(stale)
     limit = resources.max_parallel or max(len(waiting), 1)
     running: dict[Any, str] = {}
@@ -280,7 +289,9 @@ def measure_units(root: Path, stale: dict[str, Unit], resources: Resources, expe
             name = waiting.pop(0)
             # As `dvc repro` removes a stage's outputs before its command: a cell that dies is missing, not stale.
             stale[name].result_path(root / RESULTS_DIR).unlink(missing_ok=True)
-            running[task.remote(root, stale[name])] = name
+            gpus = resources.gpus * stale[name].model.tensor_parallel  # a tensor-parallel unit: one node's N GPUs
+            options = {"num_gpus": gpus, "num_cpus": resources.cpus, "max_retries": 0}
+            running[task.options(**options).remote(root, stale[name])] = name
         [ready], _ = ray.wait(list(running), num_returns=1)
         name = running.pop(ready)
         outcome = _collect(root, name, stale[name], ready, expected)

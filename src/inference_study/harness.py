@@ -235,7 +235,8 @@ def model_info(name: str, spec: ModelSpec, model_dir: Path, random_weights: bool
     parameters, weight_bytes = safetensors_size(model_dir)
     return ModelInfo(name=name, source=spec.source, architecture=spec.architecture, dtype=spec.dtype,
                      random_weights=random_weights, parameters=parameters, weight_bytes=weight_bytes,
-                     geometry=ModelGeometry(**model_geometry(model_dir, DTYPE_BYTES[spec.dtype])))
+                     geometry=ModelGeometry(**model_geometry(model_dir, DTYPE_BYTES[spec.dtype])),
+                     tensor_parallel=spec.tensor_parallel)
 
 
 def run_cell(unit: BenchUnit, model_stage_dir: Path, environment: Environment) -> CellResult:
@@ -259,13 +260,18 @@ def run_cell(unit: BenchUnit, model_stage_dir: Path, environment: Environment) -
     cell_latency = latency(generations) if measured else None
     cell_headline = headline([r.per_iteration for r in runs]) if measured else None
     gpu_usage = with_energy_per_token(run.gpu, sum(len(t) for g in generations for t in g.token_times))
+    shard_reasons = {}
+    if unit.model.tensor_parallel > 1:  # NVML is read on rank 0's GPU: its energy is one shard's of N
+        gpu_usage = gpu_usage.model_copy(update=dict.fromkeys(ENERGY_FIELDS))
+        shard_reasons = {f"gpu.{name}": f"tensor parallel over {unit.model.tensor_parallel} GPUs: rank 0 reads its "
+                         "own GPU only, so energy per token would leave the others out" for name in ENERGY_FIELDS}
     stopping = run.stopping if measured else None
     verdict = judge(
         status=status, error=error, warmup_iterations=bench.warmup_iterations, headline=cell_headline,
         stopping=stopping, gpu=gpu_usage, memory_seen_by_torch_allocator=backend_class.memory_seen_by_torch_allocator,
         on_gpu=device.startswith("cuda"), max_cv=bench.max_cv,
     )
-    null_reasons = dict(run.gpu_reasons)
+    null_reasons = dict(run.gpu_reasons) | shard_reasons
     unread = f"cell {status}: no completed timed region to read" if not measured else "NVML gave no reading for it"
     null_reasons.update({f"gpu.{name}": unread for name, value in gpu_usage if value is None
                          and f"gpu.{name}" not in null_reasons})

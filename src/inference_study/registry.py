@@ -12,7 +12,7 @@ import pkgutil
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import import_module
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from inference_study.environment import STAND_IN_MARK
 
@@ -39,7 +39,9 @@ class BackendSpec:
     """One backend a sweep can name: its typed settings and the class that runs it.
 
     A variant (`variant_of`) runs another backend's code with some of its settings `fixed`: a setting taken
-    apart becomes a rung of its own, with its own cells, and no new code path.
+    apart becomes a rung of its own, with its own cells, and no new code path. `ranks` says how a model
+    sharded over several GPUs runs: "torchrun" (the study starts one rank per GPU, tensor_parallel.py),
+    "itself" (the library starts its own), or None (one GPU only: such a model is refused).
     """
 
     name: str
@@ -47,6 +49,7 @@ class BackendSpec:
     implementation: str  # "module:Class"; the module may import torch or tensorrt_llm
     variant_of: str | None = None
     fixed: dict[str, Any] = field(default_factory=dict)
+    ranks: Literal["torchrun", "itself"] | None = None
 
     def validate(self, section: dict[str, Any], key: str) -> BackendSettings:
         """The typed settings of `section` (params.yaml's `key`); a variant's fixed settings are applied, and a
@@ -119,6 +122,8 @@ class ScenarioSpec:
     # "hf" (the scenario's transformers arms), then each backend a variant measures, with the feature
     # name its family's preflight checks.
     variants: dict[str, str | None] = field(default_factory=lambda: {"hf": None})
+    # "torchrun": its hf arms run on a model sharded over N GPUs as N ranks (as BackendSpec.ranks); None: one GPU
+    ranks: Literal["torchrun"] | None = None
 
 
 @cache

@@ -63,6 +63,8 @@ class ModelInfo(Record):
     parameters: int
     weight_bytes: int
     geometry: ModelGeometry
+    tensor_parallel: int = Field(default=1, ge=1, description="GPUs the weights were sharded over (1 before "
+                                 "tensor parallelism was recorded)")
 
 
 class BackendInfo(Record):

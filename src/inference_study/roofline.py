@@ -131,11 +131,13 @@ def prefill_flops(result: CellResult) -> float:
 
 
 def utilization(result: CellResult, roofline: Roofline) -> dict[str, float | None]:
-    """MBU of the decode phase and MFU of the prefill (TTFT P50), against measured and datasheet ceilings."""
+    """MBU of the decode phase and MFU of the prefill (TTFT P50), against measured and datasheet ceilings: one
+    GPU's, times the GPUs a tensor-parallel model was sharded over (each reads its shard of the bytes)."""
     if result.status != "ok" or result.model is None:
         return {}
-    bytes_per_s = decode_bytes_per_step(result) * result.throughput.decode_steps_per_s
-    flops_per_s = prefill_flops(result) / result.latency.ttft_s.p50
+    gpus = result.model.tensor_parallel
+    bytes_per_s = decode_bytes_per_step(result) * result.throughput.decode_steps_per_s / gpus
+    flops_per_s = prefill_flops(result) / result.latency.ttft_s.p50 / gpus
     return {
         "mbu_pct": _percent(bytes_per_s, roofline.measured_bandwidth_gb_s, 1e9),
         "mbu_datasheet_pct": _percent(bytes_per_s, roofline.datasheet_bandwidth_gb_s, 1e9),

@@ -10,6 +10,7 @@ from inference_study.harness import model_info, resolve_device, run_cell
 from inference_study.models import resolve_model
 from inference_study.plan import BenchUnit, ScenarioUnit
 from inference_study.results import CellResult, ScenarioResult
+from inference_study.tensor_parallel import inside_ranks, launch
 
 
 def run_scenario(unit: ScenarioUnit, model_stage_dir: Path, environment: Environment) -> ScenarioResult:
@@ -42,7 +43,20 @@ def run_scenario(unit: ScenarioUnit, model_stage_dir: Path, environment: Environ
 
 
 def run_unit(unit: BenchUnit | ScenarioUnit, model_stage_dir: Path, environment: Environment) -> CellResult | ScenarioResult:
-    """Measure any unit: the same path for every backend and every scenario."""
+    """Measure any unit: the same path for every backend and every scenario. A unit of a model sharded over N
+    GPUs, on a rung or scenario the study starts ranks for, runs this same path in N torchrun ranks; rank 0's
+    result is the unit's."""
+    ranks = unit.model.tensor_parallel
+    if ranks > 1 and not inside_ranks() and _study_starts_ranks(unit):
+        return launch(f"{__name__}:run_unit", (unit, model_stage_dir, environment), ranks)
     if isinstance(unit, ScenarioUnit):
         return run_scenario(unit, model_stage_dir, environment)
     return run_cell(unit, model_stage_dir, environment)
+
+
+def _study_starts_ranks(unit: BenchUnit | ScenarioUnit) -> bool:
+    """Whether the study starts the ranks of `unit` (not a library that starts its own, as TensorRT-LLM does)."""
+    if isinstance(unit, ScenarioUnit):
+        return registry.scenarios()[unit.scenario].ranks == "torchrun"
+    spec = registry.sweepable_backends().get(unit.cell.backend)
+    return spec is not None and spec.ranks == "torchrun"

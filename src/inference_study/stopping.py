@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from inference_study.strict import PositiveInt, Record, Strict
+from inference_study.tensor_parallel import agree
 from inference_study.uncertainty import Interval
 
 FIXED_COUNT_REFUSED = ("a fixed count of timed iterations is the protocol of old results, read only to rebuild "
@@ -87,13 +88,15 @@ def run_until_converged(
     """Call `iterate` (one timed iteration; returns its request count) until `rule` says stop.
 
     `intervals` summarizes the iterations so far; between iterations it is only asked once the minimums are
-    met, so the short checks stay few (and once more at a maximum, for the half-widths reached). Time is the sum of the iterations' own durations on `clock`
-    (the checks between them are not timed work).
+    met, so the short checks stay few (and once more at a maximum, for the half-widths reached). Time is the
+    sum of the iterations' own durations on `clock` (the checks between them are not timed work). In a
+    tensor-parallel unit, rank 0's clock and intervals decide for every rank.
     """
     iterations = requests = 0
     seconds = 0.0
     widths: dict[str, float | None] = {}
-    while True:
+    reason: StopReason | None = None
+    while reason is None:
         start = clock()
         requests += iterate()
         seconds += clock() - start
@@ -101,14 +104,12 @@ def run_until_converged(
         if requests >= rule.min_requests and seconds >= rule.min_seconds:
             widths = half_widths(intervals())
             if within_target(widths, rule.target_half_width):
-                reason: StopReason = "converged"
-                break
-        if requests >= rule.max_requests:
+                reason = "converged"
+        if reason is None and requests >= rule.max_requests:
             reason = "max_requests"
-            break
-        if seconds >= rule.max_seconds:
+        if reason is None and seconds >= rule.max_seconds:
             reason = "max_seconds"
-            break
+        reason = agree(reason)  # the ranks of a tensor-parallel unit stop together, when rank 0 does
     if reason != "converged":
         widths = half_widths(intervals())
     return Stopping(reason=reason, iterations=iterations, requests=requests, seconds=seconds,

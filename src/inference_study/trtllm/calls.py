@@ -143,9 +143,11 @@ def get_stats_kwargs() -> dict[str, Any]:
     return {"timeout": 2}
 
 
-def engine_llm_kwargs(engine_dir: Path, kv_cache_config: object) -> dict[str, Any]:
-    """The TensorRT-engine `LLM` over a built engine; prompts arrive as token ids, so no tokenizer."""
-    return {"model": str(engine_dir), "skip_tokenizer_init": True, "kv_cache_config": kv_cache_config}
+def engine_llm_kwargs(engine_dir: Path, tensor_parallel_size: int, kv_cache_config: object) -> dict[str, Any]:
+    """The TensorRT-engine `LLM` over a built engine, with the ranks it was built for; prompts arrive as token
+    ids, so no tokenizer."""
+    return {"model": str(engine_dir), "tensor_parallel_size": tensor_parallel_size, "skip_tokenizer_init": True,
+            "kv_cache_config": kv_cache_config}
 
 
 def pytorch_llm_kwargs(model_dir: Path, dtype: str, settings: TrtllmPytorchSettings,

@@ -60,7 +60,7 @@ class KvCacheRuntime(Strict):
 
 
 class ConvertSettings(Strict):
-    tp_size: PositiveInt = Field(default=1, description="tensor-parallel ranks the checkpoint is split into")
+    tp_size: PositiveInt = Field(default=1, description="old params only: the model's tensor_parallel splits it")
     examples_dir: str = Field(
         default=DEFAULT_EXAMPLES_DIR,
         description="a TensorRT-LLM examples/ folder of the installed version (convert_checkpoint.py lives there)",
@@ -74,12 +74,13 @@ class TrtllmEngineSettings(BackendSettings):
     build: EngineProfile
     kv_cache: KvCacheRuntime = KvCacheRuntime()
     engine_dir: str = Field(description="the engine the trtllm_build stage built for this model and profile")
+    tensor_parallel_size: PositiveInt = Field(default=1, description="the model's tensor_parallel: its ranks")
 
 
 class TrtllmPytorchSettings(BackendSettings):
     """The LLM API's PyTorch backend (1.x default `tensorrt_llm.LLM`): loads the HF directory, no engine."""
 
-    tensor_parallel_size: PositiveInt = 1
+    tensor_parallel_size: PositiveInt = Field(default=1, description="the model's tensor_parallel, set per unit")
     max_batch_size: PositiveInt = 32
     max_input_len: PositiveInt = Field(default=2048, description="the LLM API's own default is 1024")
     max_seq_len: PositiveInt = 2176

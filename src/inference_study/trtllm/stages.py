@@ -68,7 +68,8 @@ def _run(argv: list[str]) -> None:
 
 
 def convert_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> None:
-    """HF directory → TensorRT-LLM checkpoint with the version's convert_checkpoint.py (dtype and tp from params)."""
+    """HF directory → TensorRT-LLM checkpoint with the version's convert_checkpoint.py, in the model's dtype, split
+    into its tensor_parallel ranks (trtllm-build takes the split from the checkpoint)."""
     model = _listed(cell, "model", study.trtllm.models)
     band, version = _engine_band()
     spec = study.models[model]
@@ -76,7 +77,7 @@ def convert_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -
     script = convert_script(Path(study.trtllm.convert.examples_dir), band, spec.architecture, version)
     out = checkpoint_dir(output_root, model)
     shutil.rmtree(out, ignore_errors=True)
-    _run(convert_argv(script, hf_dir, out, spec.dtype, study.trtllm.convert.tp_size))
+    _run(convert_argv(script, hf_dir, out, spec.dtype, spec.tensor_parallel))
 
 
 def build_stage(study: StudyConfig, cell: dict[str, Any], output_root: Path) -> None:

@@ -38,8 +38,8 @@ OLDEST_TESTED_TRANSFORMERS = "4.57.1"
 class PytorchFamily(BackendFamily):
     name = "pytorch"
     backends = (
-        BackendSpec("hf_eager", HfEagerSettings, "inference_study.backends.hf.generate:HfEager"),
-        BackendSpec("hf_static", HfStaticSettings, "inference_study.backends.hf.generate:HfStatic"),
+        BackendSpec("hf_eager", HfEagerSettings, "inference_study.backends.hf.generate:HfEager", ranks="torchrun"),
+        BackendSpec("hf_static", HfStaticSettings, "inference_study.backends.hf.generate:HfStatic", ranks="torchrun"),
         BackendSpec("hf_static_compiled", HfStaticCompiledSettings,
                     "inference_study.backends.hf.generate:HfStaticCompiled"),
         BackendSpec("hf_compiled_loop", HfCompiledLoopSettings, "inference_study.backends.hf.loop:HfCompiledLoop"),

@@ -19,6 +19,7 @@ from inference_study.backend import Backend, Generation
 from inference_study.backends.hf.compile_cache import CompileCache, CompileReport
 from inference_study.backends.hf.settings import HfEagerSettings, HfStaticCompiledSettings, HfStaticSettings
 from inference_study.strict import ConfigError
+from inference_study.tensor_parallel import world_size
 
 
 class TokenTimestamps(BaseStreamer):
@@ -107,14 +108,22 @@ class HfGenerate(Backend):
         return self.uses_torch_compile
 
     def load(self) -> None:
+        """The weights on the device; in a rank of a tensor-parallel unit, this rank's shard of them
+        (transformers' `tp_plan="auto"` places it on the rank's own device)."""
         if self.compiles:
             self.compile_cache = CompileCache.open()  # before anything compiles in this process
-        self.model = AutoModelForCausalLM.from_pretrained(
+        sharded = world_size() > 1
+        model = AutoModelForCausalLM.from_pretrained(
             self.model_dir,
             dtype=getattr(torch, self.dtype),
             attn_implementation=self.settings.attn_implementation,
             local_files_only=True,
-        ).to(self.device)
+            **({"tp_plan": "auto"} if sharded else {}),
+        )
+        if sharded and getattr(model, "tp_size", None) != world_size():
+            raise RuntimeError(f"transformers sharded {self.model_dir.name} over {getattr(model, 'tp_size', None)} "
+                               f"ranks, not {world_size()}: its architecture has no tensor-parallel plan here")
+        self.model = model if sharded else model.to(self.device)
         self.model.eval()
 
     def warmup(self, input_ids: list[list[int]], output_len: int) -> None:

@@ -47,11 +47,14 @@ class TrtllmFamily(BackendFamily):
         return name == TRTLLM_PYTORCH or engine_profile(name) is not None
 
     def settings(self, study: StudyConfig, name: str, model: str) -> BackendSettings:
+        """The unit's settings, with the model's tensor-parallel ranks (the LLM API starts them itself)."""
+        ranks = study.models[model].tensor_parallel
         if name == TRTLLM_PYTORCH:
-            return study.trtllm.pytorch
+            return study.trtllm.pytorch.model_copy(update={"tensor_parallel_size": ranks})
         profile = engine_profile(name)
         return TrtllmEngineSettings(profile=profile, build=study.trtllm.profiles[profile],
-                                    kv_cache=study.trtllm.kv_cache, engine_dir=engine_dir(model, profile))
+                                    kv_cache=study.trtllm.kv_cache, engine_dir=engine_dir(model, profile),
+                                    tensor_parallel_size=ranks)
 
     def backend_class(self, name: str) -> type[Backend]:
         return load(f"{IMPLEMENTATION}:{'TrtllmPytorch' if name == TRTLLM_PYTORCH else 'TrtllmEngine'}")
@@ -71,7 +74,7 @@ class TrtllmFamily(BackendFamily):
                                 f"with the PyTorch rungs of the same model); allowed: {study.sweep.models}")
         sweep = study.sweep
         return (problems + study.trtllm.sweep_errors(sweep.batch_sizes, sweep.input_lens, sweep.output_lens)
-                + unmeasured_variants(study))
+                + unmeasured_variants(study) + tensor_parallel_errors(study))
 
     def preflight(self, study: StudyConfig, features: list[str]) -> None:
         preflight(study.trtllm.enabled_flows, installed_version(), study.study.name, features)
@@ -86,6 +89,23 @@ def unmeasured_variants(study: StudyConfig) -> list[str]:
         if TRTLLM_PYTORCH in getattr(study.scenarios, name).backends and feature and not FEATURES[feature].measured:
             problems.append(f"scenarios.{name}.backends: {TRTLLM_PYTORCH} is built, but the {name} runner measures "
                             "only hf so far (docs/tensorrt-llm.md); allowed: [hf]")
+    return problems
+
+
+def tensor_parallel_errors(study: StudyConfig) -> list[str]:
+    """Ranks set where the model's `tensor_parallel` now says them, and sharded models on a contiguous-KV engine
+    (the session runtime runs rank 0's engine alone)."""
+    section = study.trtllm
+    problems = [f"{key}: {value}; the model's tensor_parallel sets it now (models.<name>.tensor_parallel); allowed: 1"
+                for key, value in (("trtllm.convert.tp_size", section.convert.tp_size),
+                                   ("trtllm.pytorch.tensor_parallel_size", section.pytorch.tensor_parallel_size))
+                if value != 1]
+    contiguous = [name for name in section.engines if not section.profiles[name].paged_kv_cache]
+    for model in section.models:
+        if study.models[model].tensor_parallel > 1 and contiguous:
+            problems.append(f"models.{model}.tensor_parallel: {study.models[model].tensor_parallel}, but engine "
+                            f"profiles {contiguous} have contiguous KV, which runs on the one-GPU session runtime; "
+                            "allowed: 1, or paged profiles only")
     return problems
 
 

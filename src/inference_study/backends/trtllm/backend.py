@@ -220,7 +220,7 @@ class TrtllmEngine(TrtllmBackend):
         return Path(engine_dir)
 
     def llm_kwargs(self, kv_cache_config: object) -> dict[str, object]:
-        return engine_llm_kwargs(self.engine_dir(), kv_cache_config)
+        return engine_llm_kwargs(self.engine_dir(), self.settings.tensor_parallel_size, kv_cache_config)
 
     def load(self) -> None:
         """A paged engine on the LLM API; a contiguous one on the session runtime, the only one that runs it."""

@@ -14,4 +14,5 @@ SCENARIO = ScenarioSpec(
     runner="inference_study.scenarios.multiround.runner:run",
     report="inference_study.scenarios.multiround.report:tables",
     variants={"hf": None, "trtllm_pytorch": "kv_host_cache"},  # the TensorRT-LLM variant and the feature its preflight checks
+    ranks="torchrun",  # the original ran Llama-3.1-70B, which needs several GPUs
 )

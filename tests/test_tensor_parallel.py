@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from helpers.repository import composed
@@ -15,6 +16,7 @@ from helpers.runs import SMALL_SWEEP
 from inference_study.config import validate_params
 from inference_study.environment import collect_environment
 from inference_study.plan import backend_settings, bench_unit, bench_units, scenario_units
+from inference_study.report.sections import results
 from inference_study.run import run_unit
 from inference_study.strict import ConfigError
 from inference_study.tensor_parallel import RankError, launch
@@ -147,3 +149,10 @@ def test_the_executor_gives_a_sharded_unit_its_gpus(tmp_path: Path, model_dir: P
     assert (outcome.state, recorded) == ("ok", ["bench@sharded"])
     assert sorted(outcome.placement.cuda_visible_devices.split(",")) == ["0", "1"]
     assert unit.result_path(tmp_path / "results").is_file()
+
+
+def test_the_report_shows_the_gpus_of_sharded_cells_only() -> None:
+    frame = pd.DataFrame([{"model": "m", "backend": "hf_eager", "gpus": ranks} for ranks in (1, 2)])
+    sharded, single = "\n".join(results(frame)), "\n".join(results(frame.assign(gpus=1)))
+    assert "| gpus " in sharded and "against all its GPUs" in sharded
+    assert "gpus" not in single and "GPUs" not in single

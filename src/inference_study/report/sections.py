@@ -44,7 +44,12 @@ def header(study: StudyConfig, frame: pd.DataFrame) -> list[str]:
 
 
 def results(frame: pd.DataFrame) -> list[str]:
-    return ["## Results", "", markdown_table(frame, RESULT_COLUMNS, readable_numbers=True), ""]
+    """Every cell's headline numbers; a `gpus` column where some model was sharded over several GPUs."""
+    sharded = "gpus" in frame and (frame["gpus"].fillna(1) > 1).any()
+    columns = [*RESULT_COLUMNS[:2], "gpus", *RESULT_COLUMNS[2:]] if sharded else RESULT_COLUMNS
+    note = ["MBU and MFU of a sharded cell are against all its GPUs; its memory and utilization are rank 0's GPU's.",
+            ""] if sharded else []
+    return ["## Results", "", *note, markdown_table(frame, columns, readable_numbers=True), ""]
 
 
 NUMBER = re.compile(r"\d+(?:\.\d+)?")

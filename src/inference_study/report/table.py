@@ -113,6 +113,7 @@ def _row(cell: Cell, result: CellResult | None, roofline: Roofline | None) -> di
     row |= result.phases.model_dump()
     row |= {
         "random_weights": result.model.random_weights if result.model else None,
+        "gpus": result.model.tensor_parallel if result.model else None,
         "config_hash": result.config_hash,
         "environment_fingerprint": result.environment_fingerprint,
     }

@@ -70,7 +70,7 @@ def launch(target: str, args: tuple[Any, ...], ranks: int) -> Any:
         call.write_bytes(pickle.dumps((target, args)))
         argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}",
                 "-m", __name__, str(call), str(answer)]
-        done = subprocess.run(argv, env={**os.environ, RANK_ENV: "1"}, stdout=sys.stdout, stderr=subprocess.PIPE,
+        done = subprocess.run(argv, env={**os.environ, RANK_ENV: "1"}, stderr=subprocess.PIPE,
                               text=True, check=False)
         if done.returncode or not answer.is_file():
             sys.stderr.write(done.stderr)

@@ -262,22 +262,26 @@ class CoreStudyConfig(Strict):
                 )
         return self
 
+    def sharded_models(self) -> dict[str, int]:
+        """The swept models with tensor parallelism, and their ranks."""
+        return {name: self.models[name].tensor_parallel for name in self.sweep.models
+                if self.models[name].tensor_parallel > 1}
+
     def _tensor_parallel_errors(self) -> list[str]:
         """Sharded models on what cannot shard them: a one-GPU rung, a scenario, or fresh processes per cell."""
-        sharded = {name: self.models[name].tensor_parallel for name in self.sweep.models
-                   if self.models[name].tensor_parallel > 1}
+        sharded = self.sharded_models()
+        one_gpu_rungs = [name for name in self.sweep.backends if registry.sweepable_backends()[name].ranks is None]
+        one_gpu_scenarios = [name for name in self.sweep.scenarios if registry.scenarios()[name].ranks is None
+                             or getattr(self.scenarios, name).backends != ["hf"]]
         problems = []
         for model, ranks in sharded.items():
-            one_gpu = [name for name in self.sweep.backends if registry.sweepable_backends()[name].ranks is None]
-            if one_gpu:
-                problems.append(f"models.{model}.tensor_parallel: {ranks}, but sweep.backends {one_gpu} run on one "
-                                "GPU; allowed: 1, or sweep only rungs that shard (e.g. hf_eager, hf_static)")
-            one_gpu = [name for name in self.sweep.scenarios if registry.scenarios()[name].ranks is None
-                       or getattr(self.scenarios, name).backends != ["hf"]]
-            if model in self.sweep.scenario_models and one_gpu:
-                problems.append(f"models.{model}.tensor_parallel: {ranks}, but sweep.scenarios {one_gpu} run on one "
-                                f"GPU (or through a library that starts its own ranks); allowed: 1, or leave {model} "
-                                "out of sweep.scenario_models, or sweep only multiround with backends [hf]")
+            if one_gpu_rungs:
+                problems.append(f"models.{model}.tensor_parallel: {ranks}, but sweep.backends {one_gpu_rungs} run on "
+                                "one GPU; allowed: 1, or sweep only rungs that shard (e.g. hf_eager, hf_static)")
+            if model in self.sweep.scenario_models and one_gpu_scenarios:
+                problems.append(f"models.{model}.tensor_parallel: {ranks}, but sweep.scenarios {one_gpu_scenarios} run "
+                                f"on one GPU (or through a library that starts its own ranks); allowed: 1, or leave "
+                                f"{model} out of sweep.scenario_models, or sweep only multiround with backends [hf]")
         if sharded and self.bench.processes > 1:
             problems.append(f"bench.processes: {self.bench.processes} fresh processes a cell, but tensor-parallel "
                             f"models ({', '.join(sharded)}) run as torchrun ranks; allowed: 1")

@@ -193,9 +193,8 @@ def run_study(resources: Resources) -> RunSummary:
     root = Path.cwd()
     with _exclusive(root):
         study = load_params(root / PARAMS_FILE)
-        sharded = {name: study.models[name].tensor_parallel for name in study.sweep.models
-                   if study.models[name].tensor_parallel > 1}
-        if sharded:
+        sharded = study.sharded_models()
+        if sharded:  # the cluster's other limits were checked above, before the working directory was read
             check_resources(resources, sharded)
         planned = {unit.result_path(root / RESULTS_DIR).resolve(): unit
                    for unit in [*bench_units(study), *scenario_units(study)]}

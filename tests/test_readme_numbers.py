@@ -13,7 +13,7 @@ from helpers.repository import REPO_ROOT
 QUOTED = {
     "TinyLlama-1.1B shape 588": ("h100", "tinyllama_1b"),
     "Qwen2.5-7B shape 148": ("h100", "qwen2_5_7b"),
-    "TinyLlama-1.1B shape at 659": ("h200", "tinyllama_1b"),
+    "TinyLlama-1.1B shape at 737": ("h200", "tinyllama_1b"),
     "Qwen2.5-7B shape at 209": ("h200", "qwen2_5_7b"),
 }
 

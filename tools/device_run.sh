@@ -3,9 +3,9 @@
 #   bash tools/device_run.sh [compose overrides...] [-- dvc repro targets...]
 # e.g. bash tools/device_run.sh study=h100 'sweep.input_lens=[128]' -- bench@tinyllama_1b-hf_eager-1-128-128
 # Installs the carried wheels (.whl/, see tools/fetch_device_wheels.sh), makes the copy a git repo (DVC
-# needs one), composes params.yaml, runs `dvc repro` under a time limit (DEVICE_RUN_LIMIT_S, default
-# 540 s, so a killed run still returns what it measured), and packs the results into $OUT/cells.tgz (the
-# whole repro log, a failed stage's traceback included, into $OUT/dvc_repro.log).
+# needs one), composes params.yaml, runs `dvc repro` of each target in turn under one time limit
+# (DEVICE_RUN_LIMIT_S, default 540 s, so a killed run still returns what it measured), and packs the results
+# into $OUT/cells.tgz (the whole repro log, a failed stage's traceback included, into $OUT/dvc_repro.log).
 # Results already measured stay: merge them into reports/<study>/inputs/cells/ and rebuild with
 # `inference-study report --inputs reports/<study>/inputs`.
 #
@@ -26,8 +26,16 @@ mkdir -p "$XDG_CACHE_HOME" && { [ ! -f .compile-bundles.tgz ] || tar xzf .compil
 python -m inference_study.cli compose "${overrides[@]}" || exit 1
 export CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-0}
 SECONDS=0
-timeout "${DEVICE_RUN_LIMIT_S:-540}" dvc repro --keep-going "${targets[@]}" 2>&1 | tee "${OUT:-.}/dvc_repro.log" \
-  | grep -E '^(Running stage|[a-z0-9_]+/[a-z_]+/b[0-9]+|ERROR|error)'
+deadline=${DEVICE_RUN_LIMIT_S:-540}
+repro() {  # one `dvc repro` under what is left of the limit, its log appended to the call's
+  timeout "$((deadline - SECONDS))" dvc repro --keep-going "$@" 2>&1 | tee -a "${OUT:-.}/dvc_repro.log" \
+    | grep -E '^(Running stage|[a-z0-9_]+/[a-z_]+/b[0-9]+|ERROR|error)'
+}
+# Targets run in the order given, one `dvc repro` each (one call would order them by its own graph walk), so
+# the cells that matter most go first and a limit cuts off the last ones only.
+if [ ${#targets[@]} -eq 0 ]; then repro; else
+  for target in "${targets[@]}"; do [ "$SECONDS" -lt "$deadline" ] && repro "$target"; done
+fi
 echo "dvc repro: ${SECONDS}s on GPU $CUDA_VISIBLE_DEVICES"
 tar czf "${OUT:-.}/cells.tgz" results/cells results/roofline.json results/env.json
 (cd "$XDG_CACHE_HOME" && find inference-study/compile -path '*/artifacts/*' -type f -print0 2>/dev/null \

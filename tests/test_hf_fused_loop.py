@@ -132,15 +132,18 @@ def _reference_logits(model_dir: Path, prompt: torch.Tensor, fed: torch.Tensor) 
     return logits
 
 
+@pytest.mark.parametrize("attention_as_reduction", [False, True], ids=["matmul", "reduction"])
 @pytest.mark.parametrize("which", ["llama", "qwen2"])
-def test_module_logits_match_the_hf_model(which: str, model_dir: Path, qwen2_dir: Path) -> None:
-    """Prefill and each decode step of the (uncompiled) module give the HF model's logits at fp32 tolerance."""
+def test_module_logits_match_the_hf_model(which: str, attention_as_reduction: bool, model_dir: Path,
+                                          qwen2_dir: Path) -> None:
+    """Prefill and each decode step of the (uncompiled) module give the HF model's logits at fp32 tolerance,
+    with decode attention in either form (`decode_attention`)."""
     directory = {"llama": model_dir, "qwen2": qwen2_dir}[which]
     model = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True)
     if which == "qwen2":
         assert model.config.rope_parameters["rope_type"] == "linear"
         assert model.model.layers[0].self_attn.k_proj.bias.abs().min() > 0
-    decoder = FusedDecoder(model)
+    decoder = FusedDecoder(model, attention_as_reduction)
     prompt = torch.tensor(synthetic_input_ids(2, INPUT_LEN, VOCAB, seed=3))
     fed = torch.tensor(synthetic_input_ids(2, 5, VOCAB, seed=4))
     state = decoder.new_state(2, INPUT_LEN + fed.shape[1])
@@ -183,6 +186,32 @@ def test_fused_settings_offer_no_mode_with_its_own_cuda_graphs() -> None:
     with pytest.raises(ValueError, match="compile_mode"):
         HfFusedLoopSettings(compile_mode="reduce-overhead")
     assert "attn_implementation" not in HfFusedLoopSettings().model_dump()
+
+
+def test_decode_attention_dumps_only_when_set() -> None:
+    """Left out at its default, so committed cells keep their config hash; set, it is recorded."""
+    assert "decode_attention" not in HfFusedLoopSettings().model_dump()
+    assert "decode_attention" not in json.loads(HfFusedLoopSettings().model_dump_json())
+    assert HfFusedLoopSettings(decode_attention="reduction").model_dump()["decode_attention"] == "reduction"
+    with pytest.raises(ValueError, match="decode_attention"):
+        HfFusedLoopSettings(decode_attention="sdpa")
+
+
+def test_reduction_attention_compiles_in_one_graph_with_hf_eager_tokens(model_dir: Path, backend: HfEager) -> None:
+    """The compiled step with `decode_attention: reduction` (one more compile, batch 1)."""
+    from torch._dynamo.utils import counters
+
+    ids = synthetic_input_ids(1, INPUT_LEN, VOCAB, seed=1)
+    fused = _loaded(HfFusedLoop, HfFusedLoopSettings(decode_attention="reduction"), model_dir)
+    try:
+        assert fused.decoder.layers[0].attention_as_reduction
+        counters.clear()
+        generations = [fused.generate(ids, OUTPUT_LEN) for _ in range(2)]
+        assert counters["stats"]["unique_graphs"] == 1 and dict(counters["graph_break"]) == {}
+        expected = backend.generate(ids, OUTPUT_LEN).output_ids
+        assert [generation.output_ids for generation in generations] == [expected, expected]
+    finally:
+        fused.release()
 
 
 # ---------------------------------------------------------------- hf_paged: graphs and compile as settings

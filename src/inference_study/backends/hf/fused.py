@@ -67,20 +67,27 @@ def fuse_linears(parts: list[nn.Linear]) -> nn.Linear:
 
 
 def grouped_decode_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                             position: torch.Tensor, scaling: float) -> torch.Tensor:
+                             position: torch.Tensor, scaling: float, as_reduction: bool = False) -> torch.Tensor:
     """One new query per row `[batch, 1, heads, head_dim]` at `position` against a layer's whole cache
     `[batch, kv_heads, max_len, head_dim]`, later positions masked.
 
     Query heads are ordered KV-head-major (head h reads KV head h // group, as HF's repeat_kv expands), so a
     view groups them under their KV head and one batched matmul per side reads each cached K/V once.
-    Scores and softmax in float32, as HF's eager attention does.
+    Scores and softmax in float32, as HF's eager attention does. `as_reduction` writes both products as
+    broadcast multiplies summed over an axis: the same arithmetic, in a form inductor generates (and may
+    fuse) its own kernels for instead of calling cuBLAS.
     """
     batch, _, heads, head_dim = query.shape
     kv_heads, max_len = keys.shape[1], keys.shape[2]
     grouped = (query * scaling).view(batch, kv_heads, heads // kv_heads, head_dim)
-    scores = torch.matmul(grouped, keys.transpose(-1, -2)).float()  # [batch, kv_heads, group, max_len]
+    if as_reduction:  # [batch, kv_heads, group, 1, head_dim] x [batch, kv_heads, 1, max_len, head_dim]
+        scores = (grouped[:, :, :, None].float() * keys[:, :, None].float()).sum(dim=-1)
+    else:
+        scores = torch.matmul(grouped, keys.transpose(-1, -2)).float()  # [batch, kv_heads, group, max_len]
     visible = torch.arange(max_len, device=query.device) <= position
     probs = scores.masked_fill(~visible, float("-inf")).softmax(dim=-1).to(query.dtype)
+    if as_reduction:  # [batch, kv_heads, group, max_len, 1] x [batch, kv_heads, 1, max_len, head_dim]
+        return (probs[..., None] * values[:, :, None]).sum(dim=-2).view(batch, 1, heads, head_dim)
     return torch.matmul(probs, values).view(batch, 1, heads, head_dim)
 
 
@@ -104,8 +111,9 @@ class DecodeState:
 class FusedLayer(nn.Module):
     """One decoder layer over the HF layer's modules, with q/k/v and gate/up fused."""
 
-    def __init__(self, layer: nn.Module, apply_rope: Callable):
+    def __init__(self, layer: nn.Module, apply_rope: Callable, attention_as_reduction: bool = False):
         super().__init__()
+        self.attention_as_reduction = attention_as_reduction
         attention, mlp = layer.self_attn, layer.mlp
         self.input_layernorm, self.post_attention_layernorm = layer.input_layernorm, layer.post_attention_layernorm
         self.head_dim, self.scaling, self.apply_rope = attention.head_dim, attention.scaling, apply_rope
@@ -133,7 +141,7 @@ class FusedLayer(nn.Module):
         else:
             keys.index_copy_(2, position, key)
             values.index_copy_(2, position, value)
-            out = grouped_decode_attention(query, keys, values, position, self.scaling)
+            out = grouped_decode_attention(query, keys, values, position, self.scaling, self.attention_as_reduction)
         hidden = hidden + self.o_proj(out.reshape(batch, length, q_size))
         gate, up = self.gate_up(self.post_attention_layernorm(hidden)).chunk(2, dim=-1)
         return hidden + self.down_proj(self.act_fn(gate) * up)
@@ -142,7 +150,7 @@ class FusedLayer(nn.Module):
 class FusedDecoder(nn.Module):
     """A Llama/Qwen2 causal LM over a loaded HF model's modules: last-position logits of a prompt or a step."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, attention_as_reduction: bool = False):
         super().__init__()
         config = model.config
         layer_types = set(getattr(config, "layer_types", None) or ["full_attention"])
@@ -157,7 +165,7 @@ class FusedDecoder(nn.Module):
         apply_rope = import_module(type(model).__module__).apply_rotary_pos_emb
         self.embed_tokens, self.norm, self.lm_head = inner.embed_tokens, inner.norm, model.lm_head
         self.rotary_emb = inner.rotary_emb
-        self.layers = nn.ModuleList(FusedLayer(layer, apply_rope) for layer in inner.layers)
+        self.layers = nn.ModuleList(FusedLayer(layer, apply_rope, attention_as_reduction) for layer in inner.layers)
 
     def new_state(self, batch: int, max_len: int) -> DecodeState:
         weight = self.embed_tokens.weight
@@ -214,7 +222,7 @@ class HfFusedLoop(HfGenerate):
 
         inductor.coordinate_descent_tuning = self.settings.coordinate_descent_tuning
         with torch.no_grad():
-            self.decoder = FusedDecoder(self.model)
+            self.decoder = FusedDecoder(self.model, self.settings.decode_attention == "reduction")
         self._states: dict[tuple[int, int], tuple[DecodeState, Callable[[], None]]] = {}
         self._step = greedy_step
         if self.settings.compile_step:

@@ -94,6 +94,13 @@ class HfFusedLoopSettings(BackendSettings):
         description="capture the whole compiled step (token feedback and position included) as one CUDA graph; "
                     "off: the compiled kernels are launched from the host every step. CUDA only",
     )
+    # Left out of the dump at its default, so every committed cell keeps its config hash.
+    decode_attention: Literal["matmul", "reduction"] = Field(
+        default="matmul", exclude_if=lambda value: value == "matmul",
+        description="decode attention as two batched matmuls (cuBLAS) and a softmax, or as broadcast products "
+                    "summed (reductions inductor can fuse with the rotary embedding, the mask and the softmax: "
+                    "fewer kernels a layer); not measured on a GPU yet",
+    )
 
 
 class HfPagedSettings(BackendSettings):
